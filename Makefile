@@ -1,0 +1,39 @@
+# Two entry points (see README): `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# ament_index lookups (launch files, shipped weights) must find the venv as an install prefix.
+export AMENT_PREFIX_PATH := $(abspath $(VENV))
+# Fast DDS loses most large (>64 KB) best-effort frames between processes on UDP; LARGE_DATA
+# switches it to TCP + shared memory for big samples.
+export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
+
+.PHONY: setup install demo test lint format
+
+$(VENV)/.deps: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# Pinned torch first: an unpinned resolve would fetch a several-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --no-build-isolation '.[all]'
+	touch $@
+
+setup: $(VENV)/.deps
+
+# A normal (not editable) install: pip -e would not install launch/, config/ and models/.
+install: setup
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
+
+demo: install
+	$(VENV)/bin/seg-demo $(DEMO_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install lint
+	$(PY) -m pytest test $(PYTEST_ARGS)
