@@ -1,0 +1,162 @@
+"""RGPNet: asymmetric encoder-decoder with an adaptor (Arani et al.).
+
+A heavy encoder (ResNet-18/50/101 or HarDNet-39DS) gives C2..C5 at strides 4..32. Transfer
+layers map them to fixed widths 64, 128, 256, 512; the adaptor mixes each level with the one
+below it (strided conv) and the decoder output above it (transposed conv), eq. (1) of the paper;
+a light decoder of weight-shared residual blocks runs top-down from 1/32 to 1/4, where a 1x1
+classifier and a bilinear x4 upsampling give the logits. Layer widths follow MODELS.md.
+
+Parameters: 17,764,811 (ResNet-18, 11 classes; paper 17.7M), 50,133,459 (ResNet-101, 19
+classes; paper 50.1M), 9,442,109 (HarDNet-39DS, 65 classes; paper 9.4M).
+
+Any input size works: the image is zero-padded (after normalisation) at the bottom/right to a
+multiple of 32, the encoder's output stride, and the logits are cropped back to the input size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models._utils import IntermediateLayerGetter
+
+from seg_ros.models.common import ConvBNReLU, pad_to_multiple
+from seg_ros.models.hardnet import HarDNetFeatures, load_backbone_weights
+
+WIDTHS = (64, 128, 256, 512)  # decoder widths at strides 4, 8, 16, 32, for every backbone
+
+
+class ResNetFeatures(IntermediateLayerGetter):
+    """torchvision ResNet trunk returning ``[C2, C3, C4, C5]``.
+
+    Parameter names are torchvision's, so its ImageNet state dicts load (``fc`` is skipped).
+    """
+
+    def __init__(self, depth: int = 18, weights: str | Path | None = None) -> None:
+        builders = {18: resnet.resnet18, 50: resnet.resnet50, 101: resnet.resnet101}
+        if depth not in builders:
+            raise ValueError(f"no ResNet-{depth}; choose from {sorted(builders)}")
+        net = builders[depth](weights=None)
+        super().__init__(net, {f"layer{i}": f"c{i + 1}" for i in range(1, 5)})
+        expansion = 1 if depth == 18 else 4
+        self.channels = [c * expansion for c in (64, 128, 256, 512)]
+        if weights is not None:
+            load_backbone_weights(self, weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(super().forward(x).values())
+
+
+class Transfer(nn.Sequential):
+    """1x1 conv, BN, ReLU: encoder width to decoder width.
+
+    The conv bias is redundant before BN, but the paper's parameter counts include it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Up(nn.Sequential):
+    """3x3 stride-2 transposed conv (exactly x2 in size), BN, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, 3, 2, 1, output_padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class SharedResidualBlock(nn.Module):
+    """Basic residual block whose two 3x3 convs are one weight tensor, with separate BNs:
+    ``ReLU(x + BN2(W * ReLU(BN1(W * x))))``. Halves the decoder's weights at the same depth.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv(x)))
+        return self.relu(x + self.bn2(self.conv(y)))
+
+
+class RGPNet(nn.Module):
+    """RGPNet with a ResNet (``"resnet18"``, ``"resnet50"``, ``"resnet101"``) or
+    ``"hardnet39ds"`` encoder; returns N x C x H x W logits in train and eval mode.
+
+    ``backbone_weights``: a user-given ImageNet checkpoint (safetensors or .pth, read with
+    ``weights_only=True``) for the encoder; nothing is ever downloaded.
+    """
+
+    output_stride = 32
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        backbone: str = "resnet18",
+        backbone_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        if backbone.startswith("resnet") and backbone[6:].isdigit():
+            self.backbone = ResNetFeatures(int(backbone[6:]), backbone_weights)
+        elif backbone == "hardnet39ds":
+            self.backbone = HarDNetFeatures("hardnet39ds", weights=backbone_weights)
+        else:
+            raise ValueError(f"unknown RGPNet backbone {backbone!r}")
+        w2, w3, w4, w5 = WIDTHS
+        self.transfer = nn.ModuleList(
+            Transfer(c, w) for c, w in zip(self.backbone.channels, WIDTHS, strict=True)
+        )
+        # down[i] brings level i+2 to level i+3, up[i] brings level i+3 to level i+2.
+        self.down = nn.ModuleList(ConvBNReLU(a, b, 3, 2) for a, b in ((w2, w3), (w3, w4), (w4, w5)))
+        self.up = nn.ModuleList(Up(b, a) for a, b in ((w2, w3), (w3, w4), (w4, w5)))
+        self.decoder = nn.ModuleList(SharedResidualBlock(w) for w in WIDTHS)
+        self.classifier = nn.Conv2d(w2, num_classes, 1)
+        for module in (self.transfer, self.down, self.up, self.decoder):
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                    # torchvision's ResNet init, so encoder and decoder start at one scale.
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        features = self.backbone(pad_to_multiple(x, self.output_stride))
+        t2, t3, t4, t5 = (t(c) for t, c in zip(self.transfer, features, strict=True))
+        f2, f3, f4, f5 = self.decoder
+        d5 = f5(t5 + self.down[2](t4))
+        d4 = f4(t4 + self.down[1](t3) + self.up[2](d5))
+        d3 = f3(t3 + self.down[0](t2) + self.up[1](d4))
+        d2 = f2(t2 + self.up[0](d3))
+        logits = F.interpolate(
+            self.classifier(d2), scale_factor=4.0, mode="bilinear", align_corners=False
+        )
+        return logits[..., :h, :w]
+
+
+def rgpnet_resnet18(num_classes: int = 19, **options: object) -> RGPNet:
+    return RGPNet(num_classes, "resnet18", **options)
+
+
+def rgpnet_resnet50(num_classes: int = 19, **options: object) -> RGPNet:
+    return RGPNet(num_classes, "resnet50", **options)
+
+
+def rgpnet_resnet101(num_classes: int = 19, **options: object) -> RGPNet:
+    return RGPNet(num_classes, "resnet101", **options)
+
+
+def rgpnet_hardnet39ds(num_classes: int = 19, **options: object) -> RGPNet:
+    return RGPNet(num_classes, "hardnet39ds", **options)
