@@ -1,0 +1,47 @@
+"""Where the package's installed data (config/, launch/, models/) lives.
+
+The same code runs from a colcon install (ament index), a pip install into a virtual
+environment (``<prefix>/share/seg_ros``) and a source checkout (the repository itself).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = "seg_ros"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def share_dirs() -> list[Path]:
+    """Candidate share directories, most specific first; only existing ones are returned."""
+    candidates: list[Path] = []
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / PACKAGE)
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE)
+    if (SOURCE_ROOT / "package.xml").is_file():
+        candidates.append(SOURCE_ROOT)
+    return [c for c in dict.fromkeys(candidates) if c.is_dir()]
+
+
+def find_data(relative: str | Path) -> Path | None:
+    """First existing ``<share>/relative``, e.g. ``models/fplnet_camvid.safetensors``."""
+    for share in share_dirs():
+        path = share / relative
+        if path.exists():
+            return path
+    return None
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """A recipe path as given, or a name from config/train/ (``fplnet_camvid``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    found = find_data(Path("config") / "train" / f"{path.stem}.yaml")
+    if found is None:
+        known = sorted({p.stem for s in share_dirs() for p in (s / "config/train").glob("*.yaml")})
+        raise FileNotFoundError(f"no recipe {name_or_path!r}; known recipes: {known}")
+    return found

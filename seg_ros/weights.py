@@ -1,0 +1,173 @@
+"""The seg_ros weights file: a safetensors state dict plus metadata that describes the model.
+
+safetensors rather than pickle so that opening a weights file can never execute code. The
+metadata travels inside the same file, so a model and its class names, palette and
+normalisation can never be separated or disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "seg_ros.weights/1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable, or does not describe the requested model."""
+
+
+@dataclass
+class WeightsMetadata:
+    model: str
+    variant: str
+    num_classes: int
+    dataset: str
+    class_names: list[str]
+    palette: list[list[int]]
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    input_size: list[int] = field(default_factory=lambda: [360, 480])  # height, width
+    model_options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_strings(self) -> dict[str, str]:
+        out = {"format": FORMAT}
+        for key, value in asdict(self).items():
+            out[key] = value if isinstance(value, str) else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_strings(cls, raw: dict[str, str], source: str = "") -> WeightsMetadata:
+        if raw.get("format") != FORMAT:
+            raise WeightsError(
+                f"{source}: not a seg_ros weights file (metadata format {raw.get('format')!r}, "
+                f"expected {FORMAT!r})"
+            )
+        required = ("model", "variant", "num_classes", "dataset", "class_names", "palette")
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise WeightsError(f"{source}: metadata lacks {', '.join(missing)}")
+        kwargs: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            if name in raw:
+                plain = name in ("model", "variant", "dataset")
+                kwargs[name] = raw[name] if plain else _json(raw[name], name, source)
+        meta = cls(**kwargs)
+        meta.validate(source)
+        return meta
+
+    def validate(self, source: str = "") -> None:
+        if len(self.class_names) != self.num_classes:
+            raise WeightsError(
+                f"{source}: {len(self.class_names)} class names for {self.num_classes} classes"
+            )
+        if len(self.palette) != self.num_classes or any(len(c) != 3 for c in self.palette):
+            raise WeightsError(f"{source}: palette must hold {self.num_classes} RGB triples")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise WeightsError(f"{source}: mean/std must be 3 values with std > 0")
+
+
+def _json(text: str, name: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{source}: metadata {name!r} is not valid JSON: {e}") from None
+
+
+def save_weights(path: str | Path, state_dict: dict, metadata: WeightsMetadata) -> Path:
+    from safetensors.torch import save_file
+
+    metadata.validate(str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses shared or non-contiguous storage; BN's num_batches_tracked is kept.
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata.to_strings())
+    tmp.replace(path)  # a crash mid-write never leaves a truncated weights file behind
+    return path
+
+
+def read_metadata(path: str | Path) -> WeightsMetadata:
+    """Read only the header: cheap, and enough to know the model before building it."""
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise WeightsError(f"{path}: cannot read safetensors header ({e})") from None
+    return WeightsMetadata.from_strings(raw, str(path))
+
+
+def load_weights(path: str | Path) -> tuple[dict, WeightsMetadata]:
+    from safetensors.torch import load_file
+
+    path = _existing(path)
+    meta = read_metadata(path)
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise WeightsError(f"{path}: corrupt or truncated safetensors data ({e})") from None
+    return state, meta
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix in (".pth", ".pt", ".ckpt"):
+        raise WeightsError(
+            f"{path}: seg_ros reads safetensors weights only (pickle files can run code); "
+            "convert it with seg-train's checkpoint export"
+        )
+    return path
+
+
+def load_model(
+    path: str | Path, model: str | None = None, variant: str | None = None
+) -> tuple[Any, WeightsMetadata]:
+    """Build the network a weights file describes and load it.
+
+    ``model``/``variant``, when given, are what the caller expects: a file for another network
+    is refused with both names in the message rather than loaded into the wrong layers.
+    """
+    from seg_ros.models import build_model, resolve_variant
+
+    state, meta = load_weights(path)
+    if model is not None and model != meta.model:
+        raise WeightsError(f"{path} holds {meta.model!r} weights, but model {model!r} was asked")
+    if model is not None and variant not in (None, "", "default"):
+        wanted = resolve_variant(model, variant)
+        if wanted != meta.variant:
+            raise WeightsError(
+                f"{path} holds {meta.model} variant {meta.variant!r}, but {wanted!r} was asked"
+            )
+    net = build_model(meta.model, meta.variant, meta.num_classes, **meta.model_options)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            details.append(
+                f"{len(wrong)} of the wrong shape (e.g. {k}: file {tuple(state[k].shape)}, "
+                f"model {tuple(expected[k].shape)})"
+            )
+        raise WeightsError(
+            f"{path} does not fit {meta.model}/{meta.variant}: tensors " + "; ".join(details)
+        )
+    net.load_state_dict(state)
+    return net, meta
