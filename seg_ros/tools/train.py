@@ -1,0 +1,68 @@
+"""seg-train: train a network from a recipe (config/train/*.yaml), resuming when possible.
+
+seg-train fplnet_camvid --data-root ../shared/data/camvid --output runs/fplnet
+torchrun --nproc-per-node 4 -m seg_ros.tools.train rgpnet_cityscapes --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="seg-train", description=__doc__.split("\n\n")[0])
+    p.add_argument("recipe", help="recipe YAML path, or a name from config/train/")
+    p.add_argument("--data-root", help="dataset folder (overrides the recipe's data_root)")
+    p.add_argument("--output", help="run folder for checkpoints, logs and best.safetensors")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe key, e.g. --set batch_size=4 --set loss.main=[ohem_ce]",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from seg_ros.paths import resolve_recipe
+    from seg_ros.training.config import TrainConfig
+    from seg_ros.training.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict[str, object] = {}
+    for item in args.overrides:
+        if "=" not in item:
+            print(f"seg-train: --set expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        key, value = item.split("=", 1)
+        overrides[key] = value
+    for key in ("data_root", "output", "epochs"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        config = TrainConfig.from_yaml(resolve_recipe(args.recipe), overrides)
+        trainer = Trainer(config, args.device, "seg-train " + shlex.join(argv or sys.argv[1:]))
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"seg-train: {e}", file=sys.stderr)
+        return 2
+    result = trainer.fit()
+    if trainer.dist.main:
+        print(
+            f"best val mIoU {result['best_miou']:.4f}; weights: {result['output']}/best.safetensors"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

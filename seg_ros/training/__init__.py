@@ -1,0 +1,1 @@
+"""Offline training and evaluation: datasets, transforms, losses, metrics and the loops."""

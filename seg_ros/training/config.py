@@ -1,0 +1,88 @@
+"""Training recipes: a flat dataclass read from YAML (config/train/*.yaml) plus overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class LossConfig:
+    main: list[str] = field(default_factory=lambda: ["ce"])
+    aux: list[str] = field(default_factory=list)
+    aux_weight: float = 1.0
+    class_weights: str = "none"  # "enet" = 1/ln(1.02 + p) from the training split, or "none"
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 100_000
+
+
+@dataclass
+class TrainConfig:
+    model: str = "fplnet"
+    variant: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "camvid"
+    data_root: str = "../shared/data/camvid"
+    train_split: str = "train"
+    val_split: str = "val"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 0.045
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    warmup_epochs: float = 0.0
+    crop: list[int] = field(default_factory=lambda: [360, 480])  # height, width
+    scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    flip: bool = True
+    color_jitter: float = 0.0
+    gridmask: list[float] | None = None  # [d_min, d_max, ratio]
+    progressive: list[list[float]] | None = None  # [[from_epoch, resolution], ...]
+    loss: LossConfig = field(default_factory=LossConfig)
+    amp: str = "auto"  # auto | bf16 | fp16 | off
+    channels_last: bool = True
+    val_every: int = 1
+    val_amp: bool = False  # validate in fp32 so model selection sees the shipped precision
+    workers: int = 0
+    cache: bool = True
+    init: str | None = None  # seg_ros weights to start from; tensors of matching shape load
+    output: str = "runs/train"
+    seed: int = 0
+    log_every: int = 10
+    max_steps_per_epoch: int | None = None  # for smoke tests
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        loss = data.pop("loss", {}) or {}
+        unknown = set(loss) - {f.name for f in dataclasses.fields(LossConfig)}
+        if unknown:
+            raise ValueError(f"unknown loss option(s): {', '.join(sorted(unknown))}")
+        return cls(loss=LossConfig(**loss), **data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        for key, value in (overrides or {}).items():
+            apply_override(data, key, value)
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b=c`` style overrides from the command line (values parsed as YAML)."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = yaml.safe_load(value) if isinstance(value, str) else value

@@ -1,0 +1,463 @@
+"""The training loop: SGD + poly LR, mixed precision, validation, checkpoints with resume.
+
+Run under ``torchrun`` for several GPUs/nodes: DistributedDataParallel with a distributed
+sampler (SyncBatchNorm on CUDA). Rank 0 alone validates and writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from seg_ros.models import build_model, resolve_variant
+from seg_ros.training.config import TrainConfig
+from seg_ros.training.datasets import build_dataset
+from seg_ros.training.evaluate import evaluate, normalise
+from seg_ros.training.losses import build_loss, enet_class_weights
+from seg_ros.training.schedules import poly_lr
+from seg_ros.training.transforms import TrainTransform
+from seg_ros.weights import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WeightsMetadata,
+    load_weights,
+    save_weights,
+)
+
+CHECKPOINT = "last.pt"
+BEST = "best.safetensors"
+
+
+def cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a recipe's ``amp`` asks for on this device (None = fp32)."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("amp=fp16 needs CUDA; use bf16 on the CPU")
+        return torch.float16
+    if amp != "auto":
+        raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bf16 only pays off on CPUs with AMX; elsewhere it is slower than fp32.
+    return torch.bfloat16 if cpu_has_amx() else None
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_request: str) -> tuple[DistInfo, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device_request.startswith("cuda") or (
+        device_request == "auto" and torch.cuda.is_available()
+    )
+    if world > 1:
+        info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+        device = torch.device(f"cuda:{info.local_rank}" if want_cuda else "cpu")
+    else:
+        info = DistInfo()
+        device = torch.device(
+            device_request if device_request != "auto" else ("cuda" if want_cuda else "cpu")
+        )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return info, device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def collate(batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.from_numpy(np.stack([b[0] for b in batch]))
+    labels = torch.from_numpy(np.stack([b[1] for b in batch])).long()
+    return images, labels
+
+
+def load_matching(model: nn.Module, path: str | Path) -> tuple[int, int]:
+    """Load the tensors of a weights file whose names and shapes match (encoder -> full net)."""
+    state, _ = load_weights(path)
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"{path}: no tensor matches the model being trained")
+    model.load_state_dict(matched, strict=False)
+    return len(matched), len(own)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, device: str = "auto", command: str = "") -> None:
+        self.config = config
+        self.dist, self.device = init_distributed(device)
+        self.command = command or " ".join(sys.argv)
+        self.output = Path(config.output)
+        self.amp_dtype = autocast_dtype(config.amp, self.device)
+        seed_everything(config.seed)
+
+        c = config
+        self.variant = resolve_variant(c.model, c.variant)
+        self.train_set = build_dataset(
+            c.dataset, c.data_root, c.train_split, cache=c.cache, **c.dataset_options
+        )
+        self.val_set = build_dataset(
+            c.dataset, c.data_root, c.val_split, cache=c.cache, **c.dataset_options
+        )
+        self.label_set = self.train_set.label_set
+        self.transform = TrainTransform(
+            crop=tuple(c.crop),
+            scale=tuple(c.scale),
+            flip=c.flip,
+            color_jitter=c.color_jitter,
+            gridmask=tuple(c.gridmask) if c.gridmask else None,
+        )
+        self.train_set.transform = self.transform
+
+        model = build_model(c.model, self.variant, self.label_set.num_classes, **c.model_options)
+        if c.init:
+            n, total = load_matching(model, c.init)
+            self.log(f"initialised {n}/{total} tensors from {c.init}")
+        model.to(self.device)
+        if c.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.train_model: nn.Module = model
+        if self.dist.world_size > 1:
+            if self.device.type == "cuda":
+                self.train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.train_model, device_ids=[self.device.index] if self.device.index else None
+            )
+
+        weights = None
+        if c.loss.class_weights == "enet":
+            weights = enet_class_weights(self.train_set.pixel_counts()).to(self.device)
+            self.log("class weights: " + " ".join(f"{w:.2f}" for w in weights.tolist()))
+        elif c.loss.class_weights != "none":
+            raise ValueError(f"class_weights must be 'enet' or 'none', got {c.loss.class_weights}")
+        self.criterion = build_loss(
+            c.loss.main,
+            c.loss.aux,
+            c.loss.aux_weight,
+            weights,
+            c.loss.ohem_thresh,
+            c.loss.ohem_min_kept,
+        ).to(self.device)
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        # ImageNet statistics for every recipe, so backbones can start from ImageNet weights.
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device)
+
+        self.sampler = None
+        if self.dist.world_size > 1:
+            self.sampler = torch.utils.data.distributed.DistributedSampler(
+                self.train_set,
+                self.dist.world_size,
+                self.dist.rank,
+                shuffle=True,
+                seed=c.seed,
+                drop_last=True,
+            )
+        self.loader = torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=c.batch_size,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
+            num_workers=c.workers,
+            collate_fn=collate,
+            drop_last=True,
+            persistent_workers=c.workers > 0,
+            worker_init_fn=_worker_seed,
+        )
+        if len(self.loader) == 0:
+            raise ValueError(
+                f"batch_size {c.batch_size} x {self.dist.world_size} process(es) is larger "
+                f"than the {len(self.train_set)} training images"
+            )
+        steps = len(self.loader)
+        if c.max_steps_per_epoch:
+            steps = min(steps, c.max_steps_per_epoch)
+        self.steps_per_epoch = steps
+        self.total_steps = steps * c.epochs
+
+        self.epoch = 0
+        self.step = 0
+        self.best_miou = -1.0
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.writer = None
+
+    def log(self, message: str) -> None:
+        if self.dist.main:
+            print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_miou": self.best_miou,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "config": json.dumps(self.config.to_dict()),
+        }
+        path = self.output / CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # a kill mid-save leaves the previous checkpoint intact
+
+    def resume(self) -> bool:
+        path = self.output / CHECKPOINT
+        if not path.is_file():
+            return False
+        # weights_only: a checkpoint is data, never code.
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        saved = json.loads(state["config"])
+        theirs = (
+            saved["model"],
+            resolve_variant(saved["model"], saved["variant"]),
+            saved["dataset"],
+        )
+        mine = (self.config.model, self.variant, self.config.dataset)
+        if theirs != mine:
+            raise ValueError(
+                f"{path} was written for {'/'.join(theirs)}, not {'/'.join(mine)}; "
+                "use another --output or delete it"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"]
+        self.step = state["step"]
+        self.best_miou = state["best_miou"]
+        self.history = state["history"]
+        self.train_seconds = state["train_seconds"]
+        self.log(f"resumed from {path} at epoch {self.epoch}, best mIoU {self.best_miou:.4f}")
+        return True
+
+    def metadata(self, miou: float, iou: np.ndarray) -> WeightsMetadata:
+        c = self.config
+        return WeightsMetadata(
+            model=c.model,
+            variant=self.variant,
+            num_classes=self.label_set.num_classes,
+            dataset=self.label_set.name,
+            class_names=list(self.label_set.classes),
+            palette=[list(p) for p in self.label_set.palette],
+            mean=list(IMAGENET_MEAN),
+            std=list(IMAGENET_STD),
+            # The size it was validated at, which the pipeline uses as its default.
+            input_size=list(self.val_set.load(0)[0].shape[:2]),
+            model_options=c.model_options,
+            training={
+                "epoch": self.epoch,
+                "epochs": c.epochs,
+                "val_miou": round(miou, 5),
+                "val_iou": {n: _round(v) for n, v in zip(self.label_set.classes, iou, strict=True)},
+                "val_split": f"{c.dataset}/{c.val_split}",
+                "train_seconds": round(self.train_seconds),
+                "command": self.command,
+                "recipe": c.to_dict(),
+                "hardware": hardware(self.device),
+                "torch": torch.__version__,
+                "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            },
+        )
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        c = self.config
+        if self.dist.main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "config.yaml").write_text(_yaml(c.to_dict()))
+            self.writer = _summary_writer(self.output)
+        self.resume()
+        self.log(
+            f"training {c.model}/{self.variant} on {self.train_set.name} "
+            f"({len(self.train_set)} frames) for {c.epochs} epochs x {self.steps_per_epoch} "
+            f"steps, device {self.device}, autocast {self.amp_dtype}, "
+            f"world size {self.dist.world_size}"
+        )
+        while self.epoch < c.epochs:
+            start = time.perf_counter()
+            loss = self.train_epoch()
+            self.epoch += 1
+            self.train_seconds += time.perf_counter() - start
+            record: dict[str, Any] = {
+                "epoch": self.epoch,
+                "loss": loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "seconds": round(self.train_seconds),
+            }
+            if self.dist.main and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
+                record.update(self.validate())
+            self.history.append(record)
+            if self.dist.main:
+                self.save_checkpoint()
+                (self.output / "history.json").write_text(json.dumps(self.history, indent=1))
+                msg = f"epoch {self.epoch}/{c.epochs} loss {loss:.4f}"
+                if "val_miou" in record:
+                    msg += f" val mIoU {record['val_miou']:.4f} (best {self.best_miou:.4f})"
+                self.log(msg + f" [{self.train_seconds / 60:.1f} min]")
+            if self.dist.world_size > 1:
+                dist.barrier()
+        if self.writer is not None:
+            self.writer.close()
+        return {"best_miou": self.best_miou, "epochs": self.epoch, "output": str(self.output)}
+
+    def resolution_for(self, epoch: int) -> float:
+        factor = 1.0
+        for start, value in self.config.progressive or []:
+            if epoch >= start:
+                factor = value
+        return factor
+
+    def train_epoch(self) -> float:
+        c = self.config
+        self.train_model.train()
+        self.transform.resolution = self.resolution_for(self.epoch)
+        # Seeded per epoch so a resumed run sees the same augmentations as an unbroken one.
+        seed_everything(c.seed * 1000 + self.epoch + self.dist.rank * 100_000)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        total, count = 0.0, 0
+        for i, (images, labels) in enumerate(self.loader):
+            if i >= self.steps_per_epoch:
+                break
+            lr = poly_lr(
+                c.lr,
+                self.step,
+                self.total_steps,
+                c.poly_power,
+                round(c.warmup_epochs * self.steps_per_epoch),
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
+            if c.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = labels.to(self.device, non_blocking=True)
+            with torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ):
+                outputs = self.train_model(x)
+            loss = self.criterion(outputs, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            total += loss.item()
+            count += 1
+            if self.dist.main and (i + 1) % c.log_every == 0:
+                self.log(
+                    f"  epoch {self.epoch + 1} step {i + 1}/{self.steps_per_epoch} "
+                    f"loss {total / count:.4f} lr {lr:.5f}"
+                )
+                if self.writer is not None:
+                    self.writer.add_scalar("train/loss", loss.item(), self.step)
+                    self.writer.add_scalar("train/lr", lr, self.step)
+        return total / max(count, 1)
+
+    def validate(self) -> dict[str, Any]:
+        c = self.config
+        cm = evaluate(
+            self.model,
+            self.val_set,
+            list(IMAGENET_MEAN),
+            list(IMAGENET_STD),
+            self.device,
+            amp_dtype=self.amp_dtype if c.val_amp else None,
+            channels_last=c.channels_last,
+        )
+        miou, iou = cm.miou(), cm.iou()
+        if self.writer is not None:
+            self.writer.add_scalar("val/mIoU", miou, self.epoch)
+            for name, value in zip(self.label_set.classes, iou, strict=True):
+                self.writer.add_scalar(f"val_iou/{name}", np.nan_to_num(value), self.epoch)
+        if miou > self.best_miou:
+            self.best_miou = miou
+            save_weights(self.output / BEST, self.model.state_dict(), self.metadata(miou, iou))
+        return {"val_miou": miou, "val_pixel_acc": cm.pixel_accuracy()}
+
+
+def _worker_seed(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _round(v: float) -> float | None:
+    return None if math.isnan(v) else round(float(v), 5)
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _summary_writer(output: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(str(output / "tensorboard"))
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads"
