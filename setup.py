@@ -52,6 +52,7 @@ setup(
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
+        "pillow>=9",  # Mapillary label PNGs are palette images, which cv2 turns into colours
         "pyyaml>=6",
         "safetensors>=0.4",
         # The releases this project is tested with; CUDA/Jetson users may bring their own.

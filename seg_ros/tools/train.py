@@ -1,6 +1,7 @@
 """seg-train: train a network from a recipe (config/train/*.yaml), resuming when possible.
 
 seg-train fplnet_camvid --data-root ../shared/data/camvid --output runs/fplnet
+seg-train fplnet_camvid_encoder --set dataset=folder --data-root my_data --output runs/mine
 torchrun --nproc-per-node 4 -m seg_ros.tools.train rgpnet_cityscapes --device cuda
 """
 
@@ -56,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"seg-train: {e}", file=sys.stderr)
         return 2
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.dist.world_size > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     if trainer.dist.main:
         print(
             f"best val mIoU {result['best_miou']:.4f}; weights: {result['output']}/best.safetensors"

@@ -18,6 +18,10 @@ class LossConfig:
     class_weights: str = "none"  # "enet" = 1/ln(1.02 + p) from the training split, or "none"
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 100_000
+    relax_kernel: int = 5  # label relaxation window (k x k)
+    rmi_radius: int = 3
+    rmi_pool: int = 4
+    rmi_bce_weight: float = 0.5  # the RMI reference's lambda: weight of its sigmoid BCE term
 
 
 @dataclass
@@ -48,13 +52,22 @@ class TrainConfig:
     channels_last: bool = True
     val_every: int = 1
     val_amp: bool = False  # validate in fp32 so model selection sees the shipped precision
+    val_input_size: list[int] | None = None  # [h, w] the network sees when validating; scored
+    # at the labels' own size (a paper's "512x1024 input" on 1024x2048 Cityscapes)
     workers: int = 0
-    cache: bool = True
+    cache: bool = True  # keep decoded frames in memory when the split fits (else read each time)
     init: str | None = None  # seg_ros weights to start from; tensors of matching shape load
     output: str = "runs/train"
     seed: int = 0
     log_every: int = 10
     max_steps_per_epoch: int | None = None  # for smoke tests
+    progress_bar: bool = True  # a tqdm bar per epoch when stderr is a terminal
+    sync_bn: bool = True  # SyncBatchNorm across processes (CUDA only; gloo has no SyncBN)
+
+    def __post_init__(self) -> None:
+        # YAML 1.1 reads a bare ``amp: off`` as false (and ``on`` as true).
+        if isinstance(self.amp, bool):
+            self.amp = "auto" if self.amp else "off"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +21,16 @@ def normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
     return (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
+def _logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    with torch.autocast(
+        x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+    ):
+        out = model(x)
+    if isinstance(out, (tuple, list)):  # a model left in training mode: (main, aux, ...)
+        out = out[0]
+    return out.float()
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module,
@@ -25,9 +38,11 @@ def predict_probabilities(
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
     amp_dtype: torch.dtype | None = None,
+    output_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Softmax probabilities at the input size, averaged over scales (and flips)."""
-    h, w = x.shape[-2:]
+    """Softmax probabilities at ``output_size`` (default: the input's), averaged over scales
+    (and horizontal flips)."""
+    h, w = output_size or tuple(x.shape[-2:])
     total = None
     for s in scales:
         xs = (
@@ -37,11 +52,7 @@ def predict_probabilities(
         )
         views = [xs, xs.flip(-1)] if flip else [xs]
         for i, v in enumerate(views):
-            with torch.autocast(
-                x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-            ):
-                logits = model(v)
-            logits = logits.float()
+            logits = _logits(model, v, amp_dtype)
             if i == 1:
                 logits = logits.flip(-1)
             if logits.shape[-2:] != (h, w):
@@ -49,6 +60,24 @@ def predict_probabilities(
             p = logits.softmax(1)
             total = p if total is None else total + p
     return total
+
+
+@torch.no_grad()
+def predict_labels(
+    model: nn.Module,
+    x: torch.Tensor,
+    output_size: tuple[int, int],
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """[N, H, W] class ids at ``output_size``."""
+    if len(scales) == 1 and scales[0] == 1.0 and not flip:
+        logits = _logits(model, x, amp_dtype)
+        if logits.shape[-2:] != tuple(output_size):
+            logits = F.interpolate(logits, output_size, mode="bilinear", align_corners=False)
+        return logits.argmax(1)
+    return predict_probabilities(model, x, scales, flip, amp_dtype, output_size).argmax(1)
 
 
 def evaluate(
@@ -62,32 +91,66 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = True,
     progress: bool = False,
+    input_size: tuple[int, int] | None = None,
+    indices: Iterable[int] | None = None,
 ) -> ConfusionMatrix:
-    """Confusion matrix of ``model`` over ``dataset`` (frames at their own size, void ignored)."""
+    """Confusion matrix of ``model`` over ``dataset`` (void ignored).
+
+    Frames run at their own size, or resized to ``input_size`` (height, width); predictions are
+    scored at the label's resolution either way. ``indices``: a subset of the frames (each
+    process of a distributed run takes its own share).
+    """
     device = torch.device(device)
     model.eval()
     mean_t = torch.tensor(mean, device=device)
     std_t = torch.tensor(std, device=device)
     cm = ConfusionMatrix(dataset.label_set.num_classes)
-    indices = range(len(dataset))
+    frames: Iterable[int] = range(len(dataset)) if indices is None else list(indices)
     if progress:
         from tqdm import tqdm
 
-        indices = tqdm(indices, desc=f"eval {dataset.name}", leave=False)
-    for i in indices:
+        frames = tqdm(frames, desc=f"eval {dataset.name}", leave=False)
+    for i in frames:
         image, label = dataset[i]
         x = normalise(torch.from_numpy(image)[None].to(device), mean_t, std_t)
+        if input_size is not None and tuple(x.shape[-2:]) != tuple(input_size):
+            x = F.interpolate(x, tuple(input_size), mode="bilinear", align_corners=False)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if len(scales) == 1 and scales[0] == 1.0 and not flip:
-            with (
-                torch.no_grad(),
-                torch.autocast(
-                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ),
-            ):
-                prediction = model(x).argmax(1)
-        else:
-            prediction = predict_probabilities(model, x, scales, flip, amp_dtype).argmax(1)
+        prediction = predict_labels(model, x, label.shape, scales, flip, amp_dtype)
         cm.update(prediction, torch.from_numpy(label))
     return cm
+
+
+def report(cm: ConfusionMatrix, class_names: Sequence[str]) -> dict[str, Any]:
+    """mIoU, pixel accuracy and per-class IoU as plain JSON-able values (absent classes: None)."""
+    iou = cm.iou()
+    return {
+        "miou": _number(cm.miou()),
+        "pixel_accuracy": _number(cm.pixel_accuracy()),
+        "iou": {name: _number(v) for name, v in zip(class_names, iou, strict=True)},
+        "pixels": int(cm.matrix.sum()),
+    }
+
+
+def format_table(cm: ConfusionMatrix, class_names: Sequence[str]) -> str:
+    """Per-class IoU (in %) as a text table, then mIoU and pixel accuracy."""
+    iou = cm.iou()
+    width = max(10, *(len(n) for n in class_names))
+    truth = cm.matrix.sum(1).numpy()
+    lines = [f"{'class':<{width}}  {'IoU %':>7}  {'pixels':>12}", "-" * (width + 23)]
+    for name, value, count in zip(class_names, iou, truth, strict=True):
+        shown = "-" if np.isnan(value) else f"{100 * value:.2f}"
+        lines.append(f"{name:<{width}}  {shown:>7}  {int(count):>12}")
+    lines.append("-" * (width + 23))
+    lines.append(f"{'mIoU':<{width}}  {_percent(cm.miou()):>7}")
+    lines.append(f"{'pixel acc.':<{width}}  {_percent(cm.pixel_accuracy()):>7}")
+    return "\n".join(lines)
+
+
+def _number(v: float) -> float | None:
+    return None if math.isnan(v) else round(float(v), 6)
+
+
+def _percent(v: float) -> str:
+    return "-" if math.isnan(v) else f"{100 * v:.2f}"

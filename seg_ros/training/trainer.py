@@ -1,7 +1,8 @@
 """The training loop: SGD + poly LR, mixed precision, validation, checkpoints with resume.
 
 Run under ``torchrun`` for several GPUs/nodes: DistributedDataParallel with a distributed
-sampler (SyncBatchNorm on CUDA). Rank 0 alone validates and writes files.
+sampler (SyncBatchNorm on CUDA). Every process validates its share of the frames and the
+confusion matrices are summed; rank 0 alone logs and writes files.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 
 from seg_ros.models import build_model, resolve_variant
 from seg_ros.training.config import TrainConfig
-from seg_ros.training.datasets import build_dataset
+from seg_ros.training.datasets import SegmentationDataset, build_dataset
 from seg_ros.training.evaluate import evaluate, normalise
 from seg_ros.training.losses import build_loss, enet_class_weights
 from seg_ros.training.schedules import poly_lr
@@ -40,6 +41,8 @@ from seg_ros.weights import (
 
 CHECKPOINT = "last.pt"
 BEST = "best.safetensors"
+# Decoded frames are cached only when the split takes at most this share of free memory.
+CACHE_MEMORY_SHARE = 0.5
 
 
 def cpu_has_amx() -> bool:
@@ -146,6 +149,9 @@ class Trainer:
             gridmask=tuple(c.gridmask) if c.gridmask else None,
         )
         self.train_set.transform = self.transform
+        for dataset in (self.train_set, self.val_set):
+            if c.cache:
+                self._check_cache(dataset)
 
         model = build_model(c.model, self.variant, self.label_set.num_classes, **c.model_options)
         if c.init:
@@ -154,13 +160,15 @@ class Trainer:
         model.to(self.device)
         if c.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.dist.world_size > 1 and self.device.type == "cuda" and c.sync_bn:
+            # Swaps the BN layers inside ``model`` (same parameters, same state-dict names).
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         self.train_model: nn.Module = model
         if self.dist.world_size > 1:
-            if self.device.type == "cuda":
-                self.train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            # device_ids names the one GPU of this process; CPU modules must pass None.
             self.train_model = nn.parallel.DistributedDataParallel(
-                self.train_model, device_ids=[self.device.index] if self.device.index else None
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
 
         weights = None
@@ -176,6 +184,10 @@ class Trainer:
             weights,
             c.loss.ohem_thresh,
             c.loss.ohem_min_kept,
+            c.loss.relax_kernel,
+            c.loss.rmi_radius,
+            c.loss.rmi_pool,
+            c.loss.rmi_bce_weight,
         ).to(self.device)
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
@@ -195,17 +207,12 @@ class Trainer:
                 seed=c.seed,
                 drop_last=True,
             )
-        self.loader = torch.utils.data.DataLoader(
-            self.train_set,
-            batch_size=c.batch_size,
-            shuffle=self.sampler is None,
-            sampler=self.sampler,
-            num_workers=c.workers,
-            collate_fn=collate,
-            drop_last=True,
-            persistent_workers=c.workers > 0,
-            worker_init_fn=_worker_seed,
-        )
+        if c.workers > 0 and self.train_set.caching:
+            # Decode once here so forked workers share these pages instead of each decoding
+            # (and holding) its own copy.
+            self.train_set.preload()
+        self.loader_resolution = self.transform.resolution
+        self.loader = self._make_loader()
         if len(self.loader) == 0:
             raise ValueError(
                 f"batch_size {c.batch_size} x {self.dist.world_size} process(es) is larger "
@@ -222,11 +229,42 @@ class Trainer:
         self.best_miou = -1.0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        self.input_hw: list[int] = []
         self.writer = None
+        if not self.dist.main:
+            print(
+                f"[rank {self.dist.rank}/{self.dist.world_size}] {self.device}: "
+                f"{len(self.loader)} batches of {c.batch_size} per epoch",
+                flush=True,
+            )
 
     def log(self, message: str) -> None:
         if self.dist.main:
             print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def _check_cache(self, dataset: SegmentationDataset) -> None:
+        need = dataset.cache_bytes_estimate()
+        free = available_memory()
+        if free is not None and need > CACHE_MEMORY_SHARE * free:
+            dataset.set_cache(False)
+            self.log(
+                f"not caching {dataset.name}: ~{need / 2**30:.1f} GiB decoded, "
+                f"{free / 2**30:.1f} GiB free; frames are decoded every epoch"
+            )
+
+    def _make_loader(self) -> torch.utils.data.DataLoader:
+        c = self.config
+        return torch.utils.data.DataLoader(
+            self.train_set,
+            batch_size=c.batch_size,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
+            num_workers=c.workers,
+            collate_fn=collate,
+            drop_last=True,
+            persistent_workers=c.workers > 0,
+            worker_init_fn=_worker_seed,
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -287,7 +325,7 @@ class Trainer:
             mean=list(IMAGENET_MEAN),
             std=list(IMAGENET_STD),
             # The size it was validated at, which the pipeline uses as its default.
-            input_size=list(self.val_set.load(0)[0].shape[:2]),
+            input_size=list(c.val_input_size or self.val_set.load(0)[0].shape[:2]),
             model_options=c.model_options,
             training={
                 "epoch": self.epoch,
@@ -299,6 +337,7 @@ class Trainer:
                 "command": self.command,
                 "recipe": c.to_dict(),
                 "hardware": hardware(self.device),
+                "processes": self.dist.world_size,
                 "torch": torch.__version__,
                 "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             },
@@ -307,11 +346,13 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         c = self.config
+        # Resume (which refuses another model's checkpoint) before writing anything, so a
+        # wrong --output never overwrites another run's files.
+        self.resume()
         if self.dist.main:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "config.yaml").write_text(_yaml(c.to_dict()))
             self.writer = _summary_writer(self.output)
-        self.resume()
         self.log(
             f"training {c.model}/{self.variant} on {self.train_set.name} "
             f"({len(self.train_set)} frames) for {c.epochs} epochs x {self.steps_per_epoch} "
@@ -328,10 +369,14 @@ class Trainer:
                 "loss": loss,
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(self.train_seconds),
+                # what the network saw, so progressive resizing can be checked after the fact
+                "input_hw": self.input_hw,
             }
-            if self.dist.main and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
+            if self.epoch % c.val_every == 0 or self.epoch == c.epochs:
                 record.update(self.validate())
             self.history.append(record)
+            if self.writer is not None:
+                self.writer.add_scalar("train/epoch_loss", loss, self.epoch)
             if self.dist.main:
                 self.save_checkpoint()
                 (self.output / "history.json").write_text(json.dumps(self.history, indent=1))
@@ -356,11 +401,19 @@ class Trainer:
         c = self.config
         self.train_model.train()
         self.transform.resolution = self.resolution_for(self.epoch)
+        if self.transform.resolution != self.loader_resolution:
+            self.log(f"progressive resizing: resolution x{self.transform.resolution:g}")
+            if c.workers > 0:
+                # Persistent workers hold a copy of the transform made when they started: new
+                # workers are the only way they see the new resolution.
+                self.loader = self._make_loader()
+            self.loader_resolution = self.transform.resolution
         # Seeded per epoch so a resumed run sees the same augmentations as an unbroken one.
         seed_everything(c.seed * 1000 + self.epoch + self.dist.rank * 100_000)
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
         total, count = 0.0, 0
+        bar = self._progress_bar()
         for i, (images, labels) in enumerate(self.loader):
             if i >= self.steps_per_epoch:
                 break
@@ -373,6 +426,7 @@ class Trainer:
             )
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            self.input_hw = list(images.shape[1:3])
             x = normalise(images.to(self.device, non_blocking=True), self.mean, self.std)
             if c.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -393,18 +447,56 @@ class Trainer:
             self.step += 1
             total += loss.item()
             count += 1
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{total / count:.4f}", lr=f"{lr:.5f}", refresh=False)
             if self.dist.main and (i + 1) % c.log_every == 0:
-                self.log(
-                    f"  epoch {self.epoch + 1} step {i + 1}/{self.steps_per_epoch} "
-                    f"loss {total / count:.4f} lr {lr:.5f}"
-                )
+                if bar is None:
+                    self.log(
+                        f"  epoch {self.epoch + 1} step {i + 1}/{self.steps_per_epoch} "
+                        f"loss {total / count:.4f} lr {lr:.5f}"
+                    )
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", loss.item(), self.step)
                     self.writer.add_scalar("train/lr", lr, self.step)
+        if bar is not None:
+            bar.close()
+        if self.dist.world_size > 1:
+            # The epoch's loss over every process's batches, not rank 0's alone.
+            sums = torch.tensor([total, float(count)], dtype=torch.float64, device=self.device)
+            dist.all_reduce(sums)
+            total, count = float(sums[0]), int(sums[1])
         return total / max(count, 1)
 
+    def _progress_bar(self) -> Any:
+        if not (self.dist.main and self.config.progress_bar):
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:  # tqdm is an optional extra (train)
+            return None
+        # disable=None: only on a terminal, so log files keep the plain log lines
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
+        if bar.disable:
+            bar.close()
+            return None
+        return bar
+
     def validate(self) -> dict[str, Any]:
+        """Every process scores its share of the frames; the summed confusion matrix decides
+        the best model (on all ranks alike), which rank 0 writes."""
         c = self.config
+        world = self.dist.world_size
+        if world > 1:
+            # DDP keeps rank 0's BN statistics; every shard must be scored with the same model.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, 0)
         cm = evaluate(
             self.model,
             self.val_set,
@@ -413,15 +505,23 @@ class Trainer:
             self.device,
             amp_dtype=self.amp_dtype if c.val_amp else None,
             channels_last=c.channels_last,
+            input_size=tuple(c.val_input_size) if c.val_input_size else None,
+            indices=range(self.dist.rank, len(self.val_set), world) if world > 1 else None,
         )
+        if world > 1:
+            matrix = cm.matrix.to(self.device)
+            dist.all_reduce(matrix)
+            cm.matrix = matrix.cpu()
         miou, iou = cm.miou(), cm.iou()
         if self.writer is not None:
             self.writer.add_scalar("val/mIoU", miou, self.epoch)
+            self.writer.add_scalar("val/pixel_acc", cm.pixel_accuracy(), self.epoch)
             for name, value in zip(self.label_set.classes, iou, strict=True):
                 self.writer.add_scalar(f"val_iou/{name}", np.nan_to_num(value), self.epoch)
         if miou > self.best_miou:
             self.best_miou = miou
-            save_weights(self.output / BEST, self.model.state_dict(), self.metadata(miou, iou))
+            if self.dist.main:
+                save_weights(self.output / BEST, self.model.state_dict(), self.metadata(miou, iou))
         return {"val_miou": miou, "val_pixel_acc": cm.pixel_accuracy()}
 
 
@@ -447,6 +547,17 @@ def _summary_writer(output: Path) -> Any:
     except ImportError:  # tensorboard is an optional extra
         return None
     return SummaryWriter(str(output / "tensorboard"))
+
+
+def available_memory() -> int | None:
+    """MemAvailable in bytes (Linux), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def hardware(device: torch.device) -> str:
