@@ -15,14 +15,18 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def share_dirs() -> list[Path]:
-    """Candidate share directories, most specific first; only existing ones are returned."""
+    """Candidate share directories, most specific first; only existing ones are returned.
+
+    When seg_ros is imported from a source checkout, the checkout comes first: code and its
+    data then come from the same tree, and an older installed copy cannot shadow an edit.
+    """
     candidates: list[Path] = []
+    if (SOURCE_ROOT / "package.xml").is_file():
+        candidates.append(SOURCE_ROOT)
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             candidates.append(Path(prefix) / "share" / PACKAGE)
     candidates.append(Path(sys.prefix) / "share" / PACKAGE)
-    if (SOURCE_ROOT / "package.xml").is_file():
-        candidates.append(SOURCE_ROOT)
     return [c for c in dict.fromkeys(candidates) if c.is_dir()]
 
 
