@@ -1,0 +1,130 @@
+"""ONNX Runtime backend: the CPU execution provider here; CUDA / TensorRT providers on a GPU.
+
+The provider list is checked after the session is made: ONNX Runtime quietly runs a whole
+session on the CPU when a GPU provider fails to load, and a user who asked for CUDA must hear
+that instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
+from seg_ros.inference.preprocess import normalisation_constants, normalise_nchw
+
+
+def providers_for(device: str, precision: str, available: list[str]) -> list[Any]:
+    """The provider list for a device and precision, or BackendUnavailableError naming what is
+    missing. Pure logic, so it is testable without a GPU."""
+    if device == "cpu":
+        if precision != "fp32":
+            raise ConfigError(
+                f"precision {precision!r} is not available for onnxruntime on the CPU (its CPU "
+                "kernels are fp32); use backend 'torch' for bf16"
+            )
+        return ["CPUExecutionProvider"]
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if precision == "bf16":
+        raise ConfigError("precision 'bf16' is not available for onnxruntime; use fp32 or fp16")
+    providers: list[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        providers.append(
+            (
+                "TensorrtExecutionProvider",
+                {"device_id": index, "trt_fp16_enable": precision == "fp16"},
+            )
+        )
+    elif precision == "fp16":
+        raise BackendUnavailableError(
+            "precision 'fp16' with onnxruntime needs its TensorrtExecutionProvider, which this "
+            f"onnxruntime lacks (it has {available}); use backend 'tensorrt' or 'torch'"
+        )
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", {"device_id": index}))
+    if not providers:
+        raise BackendUnavailableError(
+            f"device {device!r} was asked, but this onnxruntime has no CUDA or TensorRT "
+            f"execution provider (it has {available}); install onnxruntime-gpu or use 'cpu'"
+        )
+    # Nodes a GPU provider cannot run go to the CPU provider, as ONNX Runtime always does.
+    providers.append("CPUExecutionProvider")
+    return providers
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        mean: list[float],
+        std: list[float],
+        device: str = "cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailableError(
+                "backend 'onnxruntime' needs the onnxruntime package (pip install seg_ros[onnx])"
+            ) from e
+        super().__init__()
+        self.device = device
+        self.precision = precision
+        providers = providers_for(device, precision, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise PipelineError(f"ONNX file not found: {path}")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # ORT raises its own exception types for bad files and providers
+            raise PipelineError(f"onnxruntime cannot load {path}: {e}") from None
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        got = self.session.get_providers()
+        if wanted not in got:
+            raise BackendUnavailableError(
+                f"onnxruntime did not start {wanted} for {device!r} (session runs on {got})"
+            )
+        self.notes["providers"] = ", ".join(got)
+        self.notes["onnx"] = str(path)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self._scale, self._bias = normalisation_constants(mean, std)
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return normalise_nchw(image, self._scale, self._bias)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def labels(self, logits: np.ndarray) -> np.ndarray:
+        return argmax_nchw(logits)
+
+    def to_numpy(self, logits: np.ndarray) -> np.ndarray:
+        return np.asarray(logits, np.float32)
+
+
+def argmax_nchw(logits: np.ndarray) -> np.ndarray:
+    """1xCxHxW float -> HxW uint8, plane by plane.
+
+    Running max and index over contiguous class planes reads memory sequentially; np.argmax
+    over axis 1 of NCHW strides across planes for every pixel and is several times slower.
+    """
+    planes = logits[0]
+    best = planes[0].copy()
+    index = np.zeros(best.shape, np.uint8)
+    for c in range(1, planes.shape[0]):
+        better = planes[c] > best
+        np.copyto(best, planes[c], where=better)
+        index[better] = c
+    return index

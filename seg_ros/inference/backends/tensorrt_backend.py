@@ -1,0 +1,117 @@
+"""TensorRT backend (TensorRT 10 Python API, also 8.5+ as on Jetson Xavier's JetPack 5): runs a
+saved engine with ``execute_async_v3``.
+
+Buffers are torch CUDA tensors (no pycuda): the input is normalised on the GPU, the engine
+writes logits into a preallocated tensor, and argmax runs there too, so only the uint8 label
+map crosses back to the host. Works the same on desktop GPUs and Jetson.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.backends.torch_backend import argmax_labels, resolve_device
+from seg_ros.inference.engine import check_sidecar, gpu_identity, import_tensorrt, read_sidecar
+from seg_ros.inference.errors import PipelineError
+
+_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64"}
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        engine_path: str | Path,
+        mean: list[float],
+        std: list[float],
+        device: str = "cuda",
+        precision: str = "fp32",
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        import torch
+
+        super().__init__()
+        trt = import_tensorrt()
+        self.torch_device = resolve_device(device)
+        self.device = str(self.torch_device)
+        self.precision = precision
+        index = self.torch_device.index or 0
+        engine_path = Path(engine_path)
+        if not engine_path.is_file():
+            raise PipelineError(f"TensorRT engine not found: {engine_path}")
+        info = read_sidecar(engine_path)
+        gpu, capability = gpu_identity(index)
+        check_sidecar(
+            info, trt.__version__, gpu, capability, input_size, precision, str(engine_path)
+        )
+        self.info = info
+
+        torch.cuda.set_device(index)
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise PipelineError(f"TensorRT could not deserialize {engine_path} (corrupt file?)")
+        self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream(self.torch_device)
+        self.buffers: dict[str, Any] = {}
+        shape = (1, 3, *info.input_size)
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self.context.set_input_shape(name, shape)
+                self.input_name = name
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
+            dims = tuple(self.context.get_tensor_shape(name))
+            self.buffers[name] = torch.empty(dims, dtype=dtype, device=self.torch_device)
+            self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+        self.output_name = next(n for n in self.buffers if n != self.input_name)
+        m = np.asarray(mean, np.float32)
+        s = np.asarray(std, np.float32)
+        self._scale = torch.tensor(1.0 / (255.0 * s), device=self.torch_device).view(1, 3, 1, 1)
+        self._bias = torch.tensor(-m / s, device=self.torch_device).view(1, 3, 1, 1)
+        self.notes.update(
+            {
+                "engine": str(engine_path),
+                "tensorrt": trt.__version__,
+                "gpu": f"{gpu} sm{capability}",
+            }
+        )
+
+    def prepare(self, image: np.ndarray) -> Any:
+        import torch
+
+        if not image.flags.writeable:  # e.g. a view of a ROS message buffer: torch warns
+            image = image.copy()
+        x = torch.from_numpy(image).to(self.torch_device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()
+        # Written straight into the engine's input buffer (contiguous NCHW, the engine's dtype).
+        buffer = self.buffers[self.input_name]
+        out = buffer if buffer.dtype == x.dtype else x.new_empty(buffer.shape)
+        return torch.addcmul(self._bias, x, self._scale, out=out)
+
+    def infer(self, batch: Any) -> Any:
+        import torch
+
+        target = self.buffers[self.input_name]
+        if batch.data_ptr() != target.data_ptr():
+            target.copy_(batch)
+        torch.cuda.current_stream(self.torch_device).synchronize()
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise PipelineError("TensorRT execute_async_v3 failed (see its log)")
+        self.stream.synchronize()
+        return self.buffers[self.output_name]
+
+    def labels(self, logits: Any) -> np.ndarray:
+        return argmax_labels(logits)
+
+    def to_numpy(self, logits: Any) -> np.ndarray:
+        return logits.float().cpu().numpy()

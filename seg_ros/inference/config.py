@@ -1,0 +1,107 @@
+"""What a pipeline is asked to be, and the checks that turn a bad request into a clear error."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from seg_ros.inference.errors import ConfigError
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "bf16", "fp16")
+OUTPUT_RESOLUTIONS = ("input", "network")
+COMPILE_MODES = ("off", "inductor", "inductor-freezing")
+COLOR_ORDERS = ("rgb", "bgr")
+# Every network here pads to its output stride internally; sizes this small are certainly a
+# mistake (width and height swapped with a scale, or a typo).
+MIN_SIDE = 32
+
+
+@dataclass
+class PipelineConfig:
+    model: str = "fplnet"
+    variant: str | None = None  # None = the registry default (or the weights' variant)
+    # safetensors path; None = the shipped models/<model>_camvid.safetensors when installed,
+    # else random init with a loud warning.
+    weights: str | None = None
+    backend: str = "torch"  # "torch" | "onnxruntime" | "tensorrt"
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    # ONNX file (onnxruntime) or TensorRT engine path; None = export/build one on the fly.
+    engine: str | None = None
+    # Network (height, width); None = the weights' input_size (512x1024 without weights).
+    input_size: tuple[int, int] | None = None
+    output_resolution: str = "input"  # "input" | "network"
+    overlay_alpha: float = 0.5
+    num_classes: int | None = None  # random init only (default 19, cityscapes palette)
+    # torch backend only: "off", "inductor" (torch.compile) or "inductor-freezing" (weights
+    # frozen into the graph). Compiled models must pass the parity check or the build fails.
+    # Off by default: on this CPU it gains little (see README) and costs a minute at start.
+    compile: str = "off"
+    # Fast paths (compile, bf16, fp16, engines) are checked against fp32 eager on a synthetic
+    # image before use: the share of pixels whose label must agree.
+    parity_min_agreement: float = 0.99
+    parity_check: bool = True
+    threads: int | None = None  # CPU threads for torch/onnxruntime; None = the library's choice
+
+    def validate(self) -> PipelineConfig:
+        """Check every field; raise ``ConfigError`` naming the field and the allowed values."""
+        from seg_ros.models import list_models
+
+        models = list_models()
+        if self.model not in models:
+            _bad("model", self.model, sorted(models))
+        if self.variant not in (None, "", "default") and self.variant not in models[self.model]:
+            _bad("variant", self.variant, models[self.model], f" for model {self.model!r}")
+        for name, allowed in (
+            ("backend", BACKENDS),
+            ("precision", PRECISIONS),
+            ("output_resolution", OUTPUT_RESOLUTIONS),
+            ("compile", COMPILE_MODES),
+        ):
+            if getattr(self, name) not in allowed:
+                _bad(name, getattr(self, name), allowed)
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            _bad("device", self.device, ["cpu", "cuda", "cuda:N"])
+        if self.input_size is not None:
+            size = self.input_size
+            ok = (
+                isinstance(size, (tuple, list))
+                and len(size) == 2
+                and all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+                and min(size) >= MIN_SIDE
+            )
+            if not ok:
+                raise ConfigError(
+                    f"input_size must be (height, width) with integers >= {MIN_SIDE}, got {size!r}"
+                )
+            self.input_size = (int(size[0]), int(size[1]))
+        if not isinstance(self.overlay_alpha, (int, float)) or not 0 <= self.overlay_alpha <= 1:
+            raise ConfigError(f"overlay_alpha must be in [0, 1], got {self.overlay_alpha!r}")
+        if self.num_classes is not None and (
+            not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 255
+        ):
+            # 255 is the unlabeled id of the uint8 label map.
+            raise ConfigError(f"num_classes must be in [1, 255], got {self.num_classes!r}")
+        if not 0 <= self.parity_min_agreement <= 1:
+            raise ConfigError(
+                f"parity_min_agreement must be in [0, 1], got {self.parity_min_agreement!r}"
+            )
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError(
+                "precision 'fp16' needs device 'cuda' (CPUs here run 'fp32' or 'bf16'), "
+                f"got device {self.device!r}"
+            )
+        if self.backend == "tensorrt" and not self.device.startswith("cuda"):
+            raise ConfigError(
+                f"backend 'tensorrt' needs device 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        if self.backend == "tensorrt" and self.precision == "bf16":
+            _bad("precision", "bf16", ["fp32", "fp16"], " for backend 'tensorrt'")
+        return self
+
+
+def _bad(field: str, value: object, allowed, where: str = "") -> None:
+    raise ConfigError(f"{field} {value!r} is not allowed{where}; choose from {list(allowed)}")

@@ -1,0 +1,197 @@
+"""TensorRT engines: build from ONNX, save with a sidecar, load with checks.
+
+An engine is compiled for one TensorRT version and one GPU (and here one input size): loaded
+anywhere else it either fails deep inside TensorRT or, worse, runs slowly. The sidecar
+(``<engine>.json``) records what it was built for, and ``check_sidecar`` compares that with the
+machine before TensorRT sees the file, so the user reads which of the three differs.
+
+The sidecar logic is plain Python (testable without a GPU); building and loading need
+``tensorrt`` (10.x; 8.5+ on Jetson Xavier) and a CUDA-capable PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seg_ros.inference.errors import BackendUnavailableError, EngineMismatchError, PipelineError
+
+log = logging.getLogger("seg_ros.inference")
+
+SIDECAR_FORMAT = "seg_ros.engine/1"
+DEFAULT_WORKSPACE = 2 << 30  # bytes; Jetson Xavier users may want less (--workspace)
+
+
+@dataclass
+class EngineInfo:
+    """What an engine was built for, as stored next to it."""
+
+    tensorrt: str
+    gpu: str
+    compute_capability: str
+    input_size: list[int]  # height, width
+    precision: str
+    input_name: str = "image"
+    output_name: str = "logits"
+    onnx: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)  # seg_ros weights metadata strings
+    format: str = SIDECAR_FORMAT
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def write_sidecar(engine_path: str | Path, info: EngineInfo) -> Path:
+    path = sidecar_path(engine_path)
+    path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    return path
+
+
+def read_sidecar(engine_path: str | Path) -> EngineInfo:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise EngineMismatchError(
+            f"{engine_path} has no sidecar {path.name}: cannot tell which TensorRT version, GPU "
+            "and input size it was built for; rebuild it with seg-export --tensorrt"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EngineMismatchError(f"{path}: unreadable sidecar ({e})") from None
+    if not isinstance(raw, dict) or raw.get("format") != SIDECAR_FORMAT:
+        raise EngineMismatchError(f"{path}: not a seg_ros engine sidecar ({SIDECAR_FORMAT})")
+    known = EngineInfo.__dataclass_fields__
+    missing = [k for k in ("tensorrt", "gpu", "compute_capability", "input_size", "precision")
+               if k not in raw]  # fmt: skip
+    if missing:
+        raise EngineMismatchError(f"{path}: sidecar lacks {', '.join(missing)}")
+    return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+
+
+def check_sidecar(
+    info: EngineInfo,
+    tensorrt_version: str,
+    gpu: str,
+    compute_capability: str,
+    input_size: tuple[int, int] | None = None,
+    precision: str | None = None,
+    source: str = "engine",
+) -> None:
+    """Raise EngineMismatchError naming every difference between the sidecar and here."""
+    problems = []
+    if info.tensorrt != tensorrt_version:
+        problems.append(f"built with TensorRT {info.tensorrt}, this is TensorRT {tensorrt_version}")
+    if info.gpu != gpu or info.compute_capability != compute_capability:
+        problems.append(
+            f"built for {info.gpu} (sm {info.compute_capability}), this GPU is {gpu} "
+            f"(sm {compute_capability})"
+        )
+    if input_size is not None and tuple(info.input_size) != tuple(input_size):
+        problems.append(
+            f"built for input {info.input_size[0]}x{info.input_size[1]}, "
+            f"{input_size[0]}x{input_size[1]} was asked"
+        )
+    if precision is not None and info.precision != precision:
+        problems.append(f"built for {info.precision}, {precision} was asked")
+    if problems:
+        raise EngineMismatchError(
+            f"{source} does not fit here: " + "; ".join(problems) + ". Rebuild it on this machine "
+            "(seg-export --tensorrt, or leave engine unset to build one on the fly)"
+        )
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend 'tensorrt' needs the TensorRT Python package (pip install tensorrt; on Jetson "
+            "JetPack's python3-libnvinfer); it is not installed"
+        ) from e
+    major, minor = (int(v) for v in trt.__version__.split(".")[:2])
+    # 8.5 brought the name-based tensor API and execute_async_v3 used here; it is what JetPack 5
+    # ships for Jetson Xavier (TensorRT 10 needs JetPack 6, i.e. Orin).
+    if (major, minor) < (8, 5):
+        raise BackendUnavailableError(f"TensorRT >= 8.5 is needed, found {trt.__version__}")
+    return trt
+
+
+def gpu_identity(device_index: int) -> tuple[str, str]:
+    """(name, compute capability) of a CUDA device, through torch."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(device_index)
+    return torch.cuda.get_device_name(device_index), f"{major}.{minor}"
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    input_size: tuple[int, int],
+    precision: str = "fp32",
+    workspace: int = DEFAULT_WORKSPACE,
+    device_index: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Build a TensorRT engine for one input size from an ONNX file; write it and its sidecar.
+
+    The optimisation profile pins min = opt = max to ``input_size`` (batch 1): the pipeline
+    always feeds that size, and a single-shape profile lets TensorRT pick the best tactics.
+    """
+    if precision not in ("fp32", "fp16"):
+        raise PipelineError(f"TensorRT engines are built in fp32 or fp16, not {precision!r}")
+    trt = import_tensorrt()
+    import torch
+
+    torch.cuda.set_device(device_index)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # Explicit batch is the only mode from TensorRT 10 on (the flag is deprecated there); 8.x
+    # needs it asked for, or the ONNX parser refuses the network.
+    flags = 0
+    if int(trt.__version__.split(".")[0]) < 10:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise PipelineError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if precision == "fp16":
+        # No platform_has_fast_fp16 check: deprecated in TensorRT 10.5, and every GPU TensorRT
+        # 8.5+ supports computes fp16; the parity guard judges the result.
+        config.set_flag(trt.BuilderFlag.FP16)
+    input_tensor = network.get_input(0)
+    shape = (1, 3, *input_size)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_tensor.name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise PipelineError(f"TensorRT failed to build an engine from {onnx_path} (see its log)")
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    engine_path.write_bytes(bytes(serialized))
+    gpu, capability = gpu_identity(device_index)
+    write_sidecar(
+        engine_path,
+        EngineInfo(
+            tensorrt=trt.__version__,
+            gpu=gpu,
+            compute_capability=capability,
+            input_size=list(input_size),
+            precision=precision,
+            input_name=input_tensor.name,
+            output_name=network.get_output(0).name,
+            onnx=str(onnx_path),
+            metadata=metadata or {},
+        ),
+    )
+    log.info("built TensorRT %s engine %s for %s on %s", precision, engine_path, shape, gpu)
+    return engine_path

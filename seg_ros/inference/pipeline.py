@@ -1,0 +1,343 @@
+"""Image in, labels / colour mask / overlay / stage timings out: the one path every user of a
+network takes (node, demo, bag evaluation, benchmark). No ROS here.
+
+    pipeline = Pipeline(model="rgpnet", variant="resnet18", weights="rgpnet.safetensors")
+    result = pipeline(frame_bgr, color_order="bgr")
+    result.labels, result.color, result.overlay, result.timings
+
+Stages: preprocess (resize on uint8, colour order, normalise into the backend's tensor),
+inference (the backend's network, finished), postprocess (argmax where the logits are, label
+resize, colour LUT, overlay blend).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.inference import postprocess, preprocess
+from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.config import PipelineConfig
+from seg_ros.inference.errors import (
+    ConfigError,
+    PipelineError,
+    PipelineWeightsError,
+)
+from seg_ros.inference.loading import LoadedNetwork, load_network
+from seg_ros.inference.parity import (
+    ParityReport,
+    compare_logits,
+    reference_logits,
+    require,
+    synthetic_scene,
+)
+from seg_ros.weights import WeightsError, WeightsMetadata
+
+__all__ = ["Pipeline", "PipelineConfig", "PipelineError", "SegmentationResult"]
+
+log = logging.getLogger("seg_ros.inference")
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # HxW uint8 class ids, 255 = unlabeled
+    color: np.ndarray | None  # HxWx3 uint8 RGB (None when not requested)
+    overlay: np.ndarray | None  # HxWx3 uint8 RGB (None when not requested)
+    timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, inference, ...
+
+
+class Pipeline:
+    """A network on a backend with its pre- and postprocessing; see the module docstring.
+
+    Every failure to build raises ``PipelineError`` (or a subclass) naming the problem.
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, **overrides: Any) -> None:
+        config = dataclasses.replace(config) if config is not None else PipelineConfig()
+        for key, value in overrides.items():
+            if key not in PipelineConfig.__dataclass_fields__:
+                raise ConfigError(
+                    f"unknown pipeline option {key!r}; known: "
+                    f"{sorted(PipelineConfig.__dataclass_fields__)}"
+                )
+            setattr(config, key, value)
+        self.config = config.validate()
+        self.parity: ParityReport | None = None
+        self.weights_path: Path | None = None
+        self.random_init = False
+        self._network: LoadedNetwork | None = None
+        self._engine_raw: dict[str, str] = {}
+
+        engine_meta = self._engine_metadata()
+        if engine_meta is not None and not config.weights:
+            # The engine is the model: its own metadata names the classes.
+            self.metadata = engine_meta
+        else:
+            self._network = load_network(
+                config.model, config.variant, config.weights, config.num_classes
+            )
+            self.metadata = self._network.metadata
+            self.weights_path = self._network.weights_path
+            self.random_init = self._network.random_init
+            if engine_meta is not None:
+                _check_same_model(engine_meta, self.metadata, config.engine or "")
+        self.variant = self.metadata.variant
+        self.input_size = self._input_size()
+        self.backend = self._make_backend()
+        if config.parity_check:
+            self._check_parity()
+        self._lut = postprocess.palette_lut(self.metadata.palette)
+        self._describe_backend = self.backend.describe()
+
+    # -- building ---------------------------------------------------------------------------
+    def _engine_metadata(self) -> WeightsMetadata | None:
+        """The seg_ros metadata inside a given ONNX file / next to a given engine, if any."""
+        c = self.config
+        if not c.engine or c.backend == "torch":
+            if c.engine and c.backend == "torch":
+                raise ConfigError(
+                    "engine is for backends 'onnxruntime' and 'tensorrt', not 'torch'"
+                )
+            return None
+        path = Path(c.engine).expanduser()
+        if not path.is_file():
+            raise PipelineError(f"engine file not found: {path}")
+        if c.backend == "onnxruntime":
+            from seg_ros.inference.export import read_onnx_metadata
+
+            raw = read_onnx_metadata(path)
+        else:
+            from seg_ros.inference.engine import read_sidecar
+
+            raw = read_sidecar(path).metadata
+        self._engine_raw = raw
+        if "format" not in raw:
+            if not c.weights:
+                raise PipelineError(
+                    f"{path} carries no seg_ros metadata (class names, palette, mean/std); "
+                    "pass weights=... for them, or export it with seg-export"
+                )
+            return None
+        try:
+            meta = WeightsMetadata.from_strings(raw, str(path))
+        except WeightsError as e:
+            raise PipelineWeightsError(str(e)) from e
+        if meta.model != c.model:
+            raise PipelineWeightsError(
+                f"{path} holds a {meta.model!r} network, but model {c.model!r} was asked"
+            )
+        if c.variant not in (None, "", "default") and meta.variant != c.variant:
+            raise PipelineWeightsError(
+                f"{path} holds {meta.model} variant {meta.variant!r}, but {c.variant!r} was asked"
+            )
+        return meta
+
+    def _input_size(self) -> tuple[int, int]:
+        c = self.config
+        fixed = None
+        if c.engine:
+            raw = self._engine_raw
+            if raw.get("onnx_dynamic") == "false" and "onnx_input_size" in raw:
+                fixed = tuple(int(v) for v in raw["onnx_input_size"].split("x"))
+            elif c.backend == "tensorrt":
+                from seg_ros.inference.engine import read_sidecar
+
+                fixed = tuple(read_sidecar(c.engine).input_size)
+        size = c.input_size or fixed or tuple(self.metadata.input_size)
+        if fixed is not None and tuple(size) != fixed:
+            raise ConfigError(
+                f"input_size {size[0]}x{size[1]} was asked, but {c.engine} is built for "
+                f"{fixed[0]}x{fixed[1]}; leave input_size unset or export a new one"
+            )
+        return int(size[0]), int(size[1])
+
+    def _make_backend(self) -> Backend:
+        c, meta = self.config, self.metadata
+        if c.backend == "torch":
+            from seg_ros.inference.backends.torch_backend import TorchBackend
+
+            return TorchBackend(
+                self._network.network,
+                meta.mean,
+                meta.std,
+                c.device,
+                c.precision,
+                compile_mode=c.compile,
+                threads=c.threads,
+            )
+        if c.backend == "onnxruntime":
+            from seg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+            onnx_path = Path(c.engine) if c.engine else self._export_onnx()
+            return OnnxRuntimeBackend(
+                onnx_path, meta.mean, meta.std, c.device, c.precision, c.threads
+            )
+        from seg_ros.inference.backends.tensorrt_backend import TensorRTBackend
+        from seg_ros.inference.engine import import_tensorrt
+
+        import_tensorrt()  # fail before any export work when TensorRT is missing
+        engine = Path(c.engine) if c.engine else self._build_engine()
+        return TensorRTBackend(engine, meta.mean, meta.std, c.device, c.precision, self.input_size)
+
+    def _artifact(self, suffix: str) -> Path:
+        from seg_ros.inference.artifacts import artifact_path, file_digest
+
+        tag = (
+            f"random{self.metadata.num_classes}"
+            if self.weights_path is None
+            else file_digest(self.weights_path)
+        )
+        return artifact_path(self.metadata.model, self.variant, tag, self.input_size, suffix)
+
+    def _export_onnx(self) -> Path:
+        from seg_ros.inference.export import export_onnx
+
+        path = self._artifact(".onnx")
+        if path.is_file():
+            log.info("using the ONNX export cached at %s", path)
+            return path
+        log.warning("no engine given: exporting %s/%s to ONNX at %s", self.metadata.model,
+                    self.variant, path)  # fmt: skip
+        tmp = path.with_name(path.name + ".tmp")
+        export_onnx(self._network.network, tmp, self.input_size, metadata=self.metadata)
+        tmp.replace(path)
+        return path
+
+    def _build_engine(self) -> Path:
+        from seg_ros.inference.engine import build_engine
+
+        c = self.config
+        path = self._artifact(f"_{c.precision}.engine")
+        if path.is_file():
+            log.info("using the TensorRT engine cached at %s", path)
+            return path
+        log.warning("no engine given: building a TensorRT %s engine at %s (takes minutes)",
+                    c.precision, path)  # fmt: skip
+        device_index = int(c.device.split(":")[1]) if ":" in c.device else 0
+        return build_engine(
+            self._export_onnx(),
+            path,
+            self.input_size,
+            c.precision,
+            device_index=device_index,
+            metadata=self.metadata.to_strings(),
+        )
+
+    def _check_parity(self) -> None:
+        """Fast paths must reproduce fp32 eager PyTorch's labels before they are used."""
+        if self._network is None:
+            self.backend.notes["parity"] = "not checked: no weights to compare the engine with"
+            log.warning("parity of %s not checked: no weights given", self.config.engine)
+            return
+        image = synthetic_scene(*self.input_size)
+        m = self.metadata
+        reference = reference_logits(self._network.network, image, m.mean, m.std)
+        what = f"{self.config.backend}/{self.backend.device}/{self.config.precision}"
+        if self.config.backend == "torch" and self.config.compile != "off":
+            what += f"/{self.config.compile}"
+        try:
+            output = self.backend.infer(self.backend.prepare(image))
+            candidate, labels = self.backend.to_numpy(output), self.backend.labels(output)
+        except Exception as e:  # a kernel missing for this dtype/device, a compiler failure
+            raise PipelineError(f"{what} cannot run {self.metadata.model}: {e}") from e
+        self.parity = compare_logits(
+            reference, candidate, what, self.config.parity_min_agreement, labels
+        )
+        self.backend.notes["parity"] = self.parity.summary()
+        require(self.parity)
+        log.info("parity: %s", self.parity.summary())
+
+    # -- running ----------------------------------------------------------------------------
+    def __call__(
+        self,
+        image: np.ndarray,
+        color_order: str = "rgb",
+        want_color: bool = True,
+        want_overlay: bool = True,
+    ) -> SegmentationResult:
+        """Segment one HxWx3 (or HxW mono) uint8 image; outputs are RGB."""
+        t0 = time.perf_counter()
+        image = preprocess.check_image(image)
+        order = preprocess.check_color_order(color_order)
+        small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
+        batch = self.backend.prepare(small)
+        t1 = time.perf_counter()
+        logits = self.backend.infer(batch)
+        t2 = time.perf_counter()
+        labels = self.backend.labels(logits)
+        if self.config.output_resolution == "input":
+            labels = postprocess.resize_labels(labels, image.shape[:2])
+            base = small if image.shape[:2] == self.input_size else None
+        else:
+            base = small
+        color = overlay = None
+        if want_color or want_overlay:
+            color = postprocess.colorize(labels, self._lut)
+        if want_overlay:
+            if base is None:
+                base = preprocess.to_rgb(image, order)
+            overlay = postprocess.blend(base, color, self.config.overlay_alpha)
+        if not want_color:
+            color = None
+        t3 = time.perf_counter()
+        timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3,
+            "total": (t3 - t0) * 1e3,
+        }
+        return SegmentationResult(labels, color, overlay, timings)
+
+    def warmup(self, iterations: int = 2) -> None:
+        """Run a few synthetic frames so lazy initialisation (oneDNN primitives, cuDNN
+        autotuning, compile) happens before the first real frame."""
+        image = synthetic_scene(*self.input_size, seed=1)
+        for _ in range(max(0, iterations)):
+            self(image)
+
+    def logits(self, image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+        """float32 1xCxHxW logits at network resolution (for evaluation and parity)."""
+        image = preprocess.check_image(image)
+        order = preprocess.check_color_order(color_order)
+        small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
+        return self.backend.to_numpy(self.backend.infer(self.backend.prepare(small)))
+
+    @property
+    def reference_network(self) -> Any:
+        """The fp32 PyTorch network (CPU, eval) this pipeline was built from, or None when it
+        runs a given engine without weights. Fast paths are checked against it."""
+        return self._network.network if self._network is not None else None
+
+    def describe(self) -> dict[str, str]:
+        c, m = self.config, self.metadata
+        info = {
+            "model": m.model,
+            "variant": m.variant,
+            "backend": c.backend,
+            "device": self.backend.device,
+            "precision": c.precision,
+            "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
+            "output_resolution": c.output_resolution,
+            "weights": str(self.weights_path) if self.weights_path else "",
+            "random_init": str(self.random_init).lower(),
+            "engine": str(c.engine or ""),
+            "dataset": m.dataset,
+            "num_classes": str(m.num_classes),
+        }
+        info.update({k: v for k, v in self._describe_backend.items() if k not in info})
+        return info
+
+
+def _check_same_model(engine: WeightsMetadata, weights: WeightsMetadata, source: str) -> None:
+    for key in ("model", "variant", "num_classes", "dataset"):
+        a, b = getattr(engine, key), getattr(weights, key)
+        if a != b:
+            raise PipelineWeightsError(
+                f"{source} and the weights disagree on {key}: {a!r} vs {b!r}"
+            )

@@ -1,0 +1,322 @@
+"""seg-bench: end-to-end pipeline speed per model x backend x precision x size, in one process.
+
+seg-bench --models fplnet rgpnet:resnet18 desanet:resnet18 --backends torch onnxruntime \
+          --precisions fp32 bf16 --sizes 512x1024 --json bench.json
+
+Per combination: median and p95 milliseconds of each stage (preprocess, inference,
+postprocess, total), frames per second, achieved GFLOP/s of the network, and label agreement
+with fp32 eager PyTorch on the same input. A combination that cannot run here (no GPU,
+onnxruntime in bf16) is listed as skipped with the reason. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.tools.export import parse_size
+
+STAGES = ("preprocess", "inference", "postprocess", "total")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="seg-bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["fplnet", "rgpnet:resnet18", "desanet:resnet18"],
+        help="MODEL or MODEL:VARIANT (default: fplnet rgpnet:resnet18 desanet:resnet18)",
+    )
+    p.add_argument("--backends", nargs="+", default=["torch"], help="torch onnxruntime tensorrt")
+    p.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 bf16 fp16")
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 1024)], help="HxW")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        metavar="MODEL[:VARIANT]=PATH",
+        help="weights per model (default: the shipped ones, else random init, marked)",
+    )
+    p.add_argument(
+        "--images",
+        type=Path,
+        help="folder of images to run and measure agreement on (default: a synthetic scene)",
+    )
+    p.add_argument("--max-images", type=int, default=8, help="images used from --images")
+    p.add_argument("--iterations", type=int, default=20, help="timed frames per combination")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames first")
+    p.add_argument("--compile", default="off", help="torch.compile mode for the torch backend")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the libraries' choice)")
+    p.add_argument("--no-parity", action="store_true", help="skip the build-time parity guard")
+    p.add_argument("--json", type=Path, help="write the JSON here (default: print after table)")
+    return p.parse_args(argv)
+
+
+def load_images(folder: Path | None, size: tuple[int, int], limit: int) -> list[np.ndarray]:
+    """RGB uint8 frames at network size (resized outside the timed region, so the measured
+    preprocessing is the network-size path a camera at that size takes)."""
+    import cv2
+
+    from seg_ros.inference.parity import synthetic_scene
+
+    if folder is None:
+        return [synthetic_scene(*size, seed=i) for i in range(2)]
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")
+    )[:limit]
+    if not files:
+        raise ValueError(f"no images in {folder}")
+    out = []
+    for f in files:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        out.append(cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_LINEAR))
+    return out
+
+
+def network_gflop(network: Any, size: tuple[int, int]) -> float | None:
+    """GFLOP of one forward pass (2 x multiply-accumulates), counted by torch's FlopCounter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.inference_mode(), counter:
+            network(torch.zeros(1, 3, *size))
+    except Exception:  # a counter gap must not stop the benchmark
+        return None
+    return counter.get_total_flops() / 1e9
+
+
+def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for stage in STAGES:
+        values = np.array([s[stage] for s in samples])
+        out[stage] = {
+            "median": round(float(np.median(values)), 3),
+            "p95": round(float(np.percentile(values, 95)), 3),
+        }
+    return out
+
+
+def run_one(
+    model: str,
+    variant: str | None,
+    backend: str,
+    precision: str,
+    size: tuple[int, int],
+    args: argparse.Namespace,
+    weights: dict[str, str],
+    cache: dict[Any, Any],
+) -> dict[str, Any]:
+    from seg_ros.inference import Pipeline, PipelineError
+    from seg_ros.inference.parity import agreement, reference_logits
+
+    row: dict[str, Any] = {
+        "model": model,
+        "variant": variant,
+        "backend": backend,
+        "device": args.device,
+        "precision": precision,
+        "input_size": list(size),
+        "compile": args.compile if backend == "torch" else "off",
+    }
+    try:
+        key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
+        pipeline = Pipeline(
+            model=model,
+            variant=variant,
+            weights=weights.get(key),
+            backend=backend,
+            device=args.device,
+            precision=precision,
+            input_size=size,
+            output_resolution="network",
+            compile=args.compile if backend == "torch" else "off",
+            threads=args.threads,
+            parity_check=not args.no_parity,
+        )
+    except (PipelineError, ValueError) as e:
+        row.update(status="skipped", reason=str(e))
+        return row
+    info = pipeline.describe()
+    row.update(
+        variant=info["variant"],
+        device=info["device"],
+        weights=info["weights"] or "random init",
+        random_init=pipeline.random_init,
+    )
+    images = load_images(args.images, size, args.max_images)
+    ref_key = (model, info["variant"], info["weights"], size)
+    if ref_key not in cache:
+        network = pipeline.reference_network
+        refs = []
+        if network is not None:
+            m = pipeline.metadata
+            refs = [reference_logits(network, im, m.mean, m.std)[0].argmax(0) for im in images]
+        gflop = network_gflop(network, size) if network is not None else None
+        cache[ref_key] = (refs, gflop)
+    refs, gflop = cache[ref_key]
+    for i in range(args.warmup):
+        pipeline(images[i % len(images)])
+    samples = []
+    cpu_ms = []
+    for i in range(args.iterations):
+        cpu = time.process_time()
+        samples.append(pipeline(images[i % len(images)], want_color=True).timings)
+        cpu_ms.append((time.process_time() - cpu) * 1000.0)
+    labels = [pipeline(im).labels for im in images]
+    stats = summarise(samples)
+    total = stats["total"]["median"]
+    row.update(
+        status="ok",
+        iterations=args.iterations,
+        timings_ms=stats,
+        fps=round(1000.0 / total, 2) if total else None,
+        # CPU time of this process per frame (all threads): well below total x threads means
+        # other processes took the cores, and the wall-clock figures are pessimistic.
+        cpu_ms=round(float(np.median(cpu_ms)), 3),
+        threads=_threads(),
+        gflop=round(gflop, 2) if gflop else None,
+        gflops_per_s=round(gflop / (stats["inference"]["median"] / 1000.0), 1) if gflop else None,
+        pre_post_share=round(
+            (stats["preprocess"]["median"] + stats["postprocess"]["median"]) / total, 4
+        ),
+        agreement=round(
+            float(np.mean([agreement(a, b) for a, b in zip(labels, refs, strict=True)])), 5
+        )
+        if refs
+        else None,
+        agreement_images=len(refs),
+        parity=pipeline.parity.as_dict() if pipeline.parity else None,
+    )
+    return row
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'model':<18} {'backend':<11} {'prec':<5} {'size':<9} {'pre ms':>13} {'infer ms':>15} "
+        f"{'post ms':>13} {'total ms':>15} {'cpu ms':>7} {'FPS':>6} {'GFLOP/s':>8} {'pre+post':>8} "
+        f"{'agree':>8}  weights"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        name = f"{r['model']}:{r['variant'] or 'default'}"
+        size = f"{r['input_size'][0]}x{r['input_size'][1]}"
+        backend = r["backend"] + ("+cmp" if r.get("compile", "off") != "off" else "")
+        lead = f"{name:<18} {backend:<11} {r['precision']:<5} {size:<9}"
+        if r["status"] != "ok":
+            lines.append(f"{lead} skipped: {r['reason']}")
+            continue
+        t = r["timings_ms"]
+        cells = [f"{t[s]['median']:6.1f}/{t[s]['p95']:6.1f}" for s in STAGES]
+        agree = f"{r['agreement']:.2%}" if r["agreement"] is not None else "n/a"
+        gflops = f"{r['gflops_per_s']:8.0f}" if r["gflops_per_s"] else f"{'n/a':>8}"
+        weights = "RANDOM INIT" if r["random_init"] else r["weights"]
+        lines.append(
+            f"{lead} {cells[0]:>13} {cells[1]:>15} {cells[2]:>13} {cells[3]:>15} "
+            f"{r['cpu_ms']:7.1f} {r['fps']:6.1f} {gflops} {r['pre_post_share']:8.1%} "
+            f"{agree:>8}  {weights}"
+        )
+    lines.append(
+        "times: median/p95 ms over the timed frames; cpu: this process's CPU ms per frame "
+        "(all threads; far below total x threads = cores taken by others); agree: labels "
+        "equal to fp32 eager on the same input; +cmp: torch.compile (mode in the JSON)"
+    )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="seg-bench: %(message)s")
+    weights = {}
+    for item in args.weights:
+        if "=" not in item:
+            print(f"seg-bench: --weights expects MODEL=PATH, got {item!r}", file=sys.stderr)
+            return 2
+        k, v = item.split("=", 1)
+        weights[k] = v
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    cache: dict[Any, Any] = {}
+    for spec in args.models:
+        model, _, variant = spec.partition(":")
+        for size in args.sizes:
+            for backend in args.backends:
+                for precision in args.precisions:
+                    row = run_one(
+                        model, variant or None, backend, precision, size, args, weights, cache
+                    )
+                    rows.append(row)
+                    print(format_table([row]).splitlines()[2], file=sys.stderr, flush=True)
+    report = {
+        "command": "seg-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "results": rows,
+    }
+    print(format_table(rows))
+    text = json.dumps(report, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+        print(f"JSON: {args.json}")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""seg-export: weights -> ONNX (fixed or dynamic size) and -> TensorRT engine.
+
+seg-export --model fplnet --weights models/fplnet_camvid.safetensors --onnx fplnet.onnx
+seg-export --model rgpnet --variant resnet18 --weights w.safetensors --onnx r18.onnx --dynamic
+seg-export --model desanet --weights w.safetensors --onnx d.onnx --tensorrt d.engine --fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size must be HEIGHTxWIDTH, e.g. 512x1024: {text!r}"
+        ) from None
+    return h, w
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="seg-export",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
+    p.add_argument("--variant", help="model variant (default: the weights' or the registry's)")
+    p.add_argument(
+        "--weights", help="safetensors weights; without them the network is random (warned)"
+    )
+    p.add_argument("--num-classes", type=int, help="classes of a random-init network")
+    p.add_argument("--onnx", type=Path, help="ONNX output path (default: next to --tensorrt)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        help="network input HEIGHTxWIDTH (default: the weights' input size, else 512x1024)",
+    )
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: 17, or 19 for DESANet)")
+    p.add_argument(
+        "--exporter",
+        choices=("torchscript", "dynamo"),
+        default="torchscript",
+        help="torch.onnx exporter (torchscript: real opset 17 and fast; dynamo: opset >= 18)",
+    )
+    p.add_argument("--tensorrt", type=Path, help="also build a TensorRT engine at this path")
+    p.add_argument("--fp16", action="store_true", help="build the TensorRT engine in fp16")
+    p.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace in GiB")
+    p.add_argument("--device", default="cuda", help="CUDA device for the engine (cuda:N)")
+    p.add_argument("--check", action="store_true", help="check ONNX Runtime against PyTorch")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="seg-export: %(message)s")
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.loading import load_network
+
+    try:
+        if args.onnx is None and args.tensorrt is None:
+            raise PipelineError("nothing to do: give --onnx and/or --tensorrt")
+        if args.dynamic and args.tensorrt is not None:
+            raise PipelineError("TensorRT engines are built for one size; drop --dynamic")
+        loaded = load_network(args.model, args.variant, args.weights, args.num_classes)
+        size = args.size or tuple(loaded.metadata.input_size)
+        onnx_path = args.onnx or args.tensorrt.with_suffix(".onnx")
+        export(loaded, onnx_path, size, args)
+        if args.check:
+            check(loaded, onnx_path, size)
+        if args.tensorrt is not None:
+            from seg_ros.inference.engine import build_engine
+
+            index = int(args.device.split(":")[1]) if ":" in args.device else 0
+            build_engine(
+                onnx_path,
+                args.tensorrt,
+                size,
+                "fp16" if args.fp16 else "fp32",
+                int(args.workspace * (1 << 30)),
+                index,
+                loaded.metadata.to_strings(),
+            )
+            print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
+    except (PipelineError, ValueError, OSError) as e:
+        print(f"seg-export: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def export(loaded, onnx_path: Path, size: tuple[int, int], args: argparse.Namespace) -> None:
+    import time
+
+    from seg_ros.inference.export import export_onnx, onnx_opset
+
+    start = time.perf_counter()
+    export_onnx(
+        loaded.network,
+        onnx_path,
+        size,
+        dynamic=args.dynamic,
+        opset=args.opset,
+        exporter=args.exporter,
+        metadata=loaded.metadata,
+    )
+    shape = "dynamic size" if args.dynamic else f"{size[0]}x{size[1]}"
+    print(
+        f"wrote {onnx_path} ({loaded.metadata.model}/{loaded.metadata.variant}, {shape}, "
+        f"opset {onnx_opset(onnx_path)}, {time.perf_counter() - start:.1f} s)"
+    )
+
+
+def check(loaded, onnx_path: Path, size: tuple[int, int]) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from seg_ros.inference.parity import compare_logits
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = loaded.network(x).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    report = compare_logits(expected, np.asarray(got), "onnxruntime vs torch", 0.999)
+    print(report.summary())
+    if not report.passed:
+        raise ValueError("ONNX Runtime does not match PyTorch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
