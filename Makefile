@@ -4,9 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # ament_index lookups (launch files, shipped weights) must find the venv as an install prefix.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
-# Fast DDS loses most large (>64 KB) best-effort frames between processes on UDP; LARGE_DATA
-# switches it to TCP + shared memory for big samples.
-export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
+# Large frames between processes need Fast DDS's LARGE_DATA transports: seg-demo, the launch
+# file and the node's test fixtures set a tuned value themselves unless the user set one.
 
 .PHONY: setup install demo test lint format
 

@@ -12,7 +12,7 @@ def tree(folder: str, pattern: str = "*") -> list[tuple[str, list[str]]]:
     """data_files entries that install ``folder`` under share/seg_ros, keeping subfolders."""
     entries: dict[str, list[str]] = {}
     for path in sorted(Path(folder).rglob(pattern)):
-        if path.is_file():
+        if path.is_file() and "__pycache__" not in path.parts:
             entries.setdefault(f"share/{PACKAGE}/{path.parent}", []).append(str(path))
     return sorted(entries.items())
 
@@ -84,6 +84,7 @@ setup(
             "seg-bag-eval = seg_ros.tools.bag_eval:main",
             "seg-make-bag = seg_ros.tools.make_bag:main",
             "seg-models = seg_ros.tools.models:main",
+            "seg-node-bench = seg_ros.tools.node_bench:main",
         ],
     },
 )

@@ -1,0 +1,130 @@
+"""Start seg_ros' segmentation node (and RViz when asked).
+
+    ros2 launch seg_ros segmentation.launch.py model:=fplnet
+    ros2 launch seg_ros segmentation.launch.py image_topic:=/camera/image_raw use_rviz:=true
+    ros2 launch seg_ros segmentation.launch.py params_file:=my.yaml namespace:=front
+
+Parameters come from ``params_file`` (config/segmentation.yaml by default); the model
+arguments override it only when given, so a params file that picks rgpnet is not silently
+overridden by an argument's default.
+
+Large images between processes: Fast DDS sends best-effort samples over UDP in fragments, and
+one lost fragment loses the frame, so at 1024x2048 almost every frame is lost. This launch
+sets FASTDDS_BUILTIN_TRANSPORTS to LARGE_DATA (shared memory on one host, TCP across hosts,
+with an 8 MB message size) for the processes it starts, unless the variable is already set.
+Give the camera driver the same setting; across hosts both ends need LARGE_DATA, or set
+FASTDDS_BUILTIN_TRANSPORTS=DEFAULT for all. (The node itself also shortens Fast DDS' 3 s
+heartbeat, see seg_ros/ros/dds_tuning.py.)
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import yaml
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
+from launch.launch_description import LaunchDescription
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+from seg_ros.ros.dds_tuning import LARGE_DATA_TRANSPORTS
+
+PACKAGE = "seg_ros"
+# Launch arguments that override the params file when not empty.
+NODE_OVERRIDES = ("model", "variant", "backend", "device", "weights")
+
+
+def _arguments() -> list[DeclareLaunchArgument]:
+    share = FindPackageShare(PACKAGE)
+    return [
+        DeclareLaunchArgument("model", default_value="", description="fplnet | rgpnet | desanet (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("variant", default_value="", description="model variant (empty: params file / weights)"),  # noqa: E501
+        DeclareLaunchArgument("backend", default_value="", description="torch | onnxruntime | tensorrt (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("device", default_value="", description="cpu | cuda | cuda:N (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("weights", default_value="", description="seg_ros .safetensors weights (empty: params file / shipped)"),  # noqa: E501
+        DeclareLaunchArgument("image_topic", default_value="image", description="camera topic (sensor_msgs/Image); <image_topic>/compressed for compressed input"),  # noqa: E501
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of relative topics)"),  # noqa: E501
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "segmentation.yaml"]), description="parameter YAML"),  # noqa: E501
+        DeclareLaunchArgument("use_rviz", default_value="false", description="also start RViz with config/segmentation.rviz"),  # noqa: E501
+        DeclareLaunchArgument("rviz_config", default_value=PathJoinSubstitution([share, "config", "segmentation.rviz"]), description="RViz layout to adapt to the topics"),  # noqa: E501
+        DeclareLaunchArgument("log_level", default_value="info", description="debug | info | warn | error"),  # noqa: E501
+    ]  # fmt: skip
+
+
+def _resolve(topic: str, namespace: str) -> str:
+    if topic.startswith("/"):
+        return topic
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return f"{ns}/{topic}"
+
+
+def _nodes(context: LaunchContext) -> list[Node]:
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    parameters: list = [arg("params_file")]
+    # Typed as strings: YAML would read e.g. a variant "18" as an int and the node would
+    # refuse the type.
+    overrides = {n: ParameterValue(arg(n), value_type=str) for n in NODE_OVERRIDES if arg(n)}
+    if overrides:
+        parameters.append(overrides)
+    image_topic, namespace = arg("image_topic"), arg("namespace")
+    segmentation = Node(
+        package=PACKAGE,
+        executable="segmentation_node",
+        name="segmentation_node",
+        namespace=namespace,
+        parameters=parameters,
+        remappings=[("image", image_topic), ("image/compressed", f"{image_topic}/compressed")],
+        ros_arguments=["--log-level", arg("log_level")],
+        output="screen",
+        emulate_tty=True,
+    )
+    if not IfCondition(LaunchConfiguration("use_rviz")).evaluate(context):
+        return [segmentation]
+    config = _rviz_config(arg("rviz_config"), _resolve(image_topic, namespace), namespace)
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="segmentation_rviz",
+        namespace=namespace,
+        arguments=["-d", config],
+        output="screen",
+    )
+    return [segmentation, rviz]
+
+
+def _rviz_config(template: str, image_topic: str, namespace: str) -> str:
+    """The RViz layout with its topics pointed at this launch's namespace and camera."""
+    with open(template) as f:
+        config = yaml.safe_load(f)
+    topics = {
+        "/image": image_topic,
+        "/segmentation/overlay": _resolve("segmentation/overlay", namespace),
+        "/segmentation/color": _resolve("segmentation/color", namespace),
+    }
+    for display in config["Visualization Manager"]["Displays"]:
+        topic = display.get("Topic", {})
+        topic["Value"] = topics.get(topic.get("Value"), topic.get("Value"))
+    with tempfile.NamedTemporaryFile("w", prefix="seg_ros_", suffix=".rviz", delete=False) as out:
+        yaml.safe_dump(config, out, sort_keys=False)
+    return out.name
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [
+            *_arguments(),
+            SetEnvironmentVariable(
+                "FASTDDS_BUILTIN_TRANSPORTS",
+                EnvironmentVariable(
+                    "FASTDDS_BUILTIN_TRANSPORTS", default_value=LARGE_DATA_TRANSPORTS
+                ),
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

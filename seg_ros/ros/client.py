@@ -1,0 +1,166 @@
+"""The other side of the segmentation node: publish frames to it, collect its results.
+
+What seg-demo and the node benchmark use to act as a camera and a consumer. Results are
+grouped by the frame's header (frame_id and stamp, which the node copies to every output), so
+a frame's labels, colour mask and overlay arrive together in one ``Result``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OUTPUT_NAMES = ("labels", "color", "overlay")
+
+
+@dataclass
+class Result:
+    frame_id: str
+    stamp_ns: int  # the input frame's header stamp
+    received_ns: int  # this node's clock when the last output of the frame arrived
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxW(x3) uint8
+
+    @property
+    def latency_ms(self) -> float:
+        """Camera stamp to result in hand: the whole trip through DDS and the node."""
+        return (self.received_ns - self.stamp_ns) / 1e6
+
+
+class SegmentationClient:
+    """A node in its own rclpy context, spun on a background thread."""
+
+    def __init__(
+        self,
+        namespace: str = "/",
+        node_name: str = "seg_client",
+        outputs: tuple[str, ...] = OUTPUT_NAMES,
+        transport: str = "raw",
+        compressed_format: str = "jpeg",
+        on_result: Callable[[Result], None] | None = None,
+        diagnostics_name: str | None = None,
+    ) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image
+
+        self.outputs = outputs
+        self.transport, self.compressed_format = transport, compressed_format
+        self.on_result = on_result
+        self.diagnostics_name = diagnostics_name
+        self._pending: dict[tuple[str, int], Result] = {}
+        self._lock = threading.Lock()
+        self.results = 0
+        self.diagnostics: dict[str, str] = {}
+        self.diagnostics_level: bytes | None = None
+        self.diagnostics_message = ""
+
+        from seg_ros.ros.dds_tuning import apply_fastdds_profile
+
+        apply_fastdds_profile()  # our input frames are large reliable samples too
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(node_name, namespace=namespace, context=self.context)
+        # Reliable: a best-effort node input still matches, and nothing is lost on the way.
+        qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
+        )
+        if transport == "compressed":
+            self.publisher = self.node.create_publisher(CompressedImage, "image/compressed", qos)
+        else:
+            self.publisher = self.node.create_publisher(Image, "image", qos)
+        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._subscriptions = [
+            self.node.create_subscription(
+                Image, f"segmentation/{name}", lambda m, n=name: self._on_output(n, m), out_qos
+            )
+            for name in outputs
+        ]
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name="seg_client", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
+    def publish(self, image: np.ndarray, frame_id: str, color_order: str = "rgb") -> int:
+        """Publish an HxWx3 (``color_order``) or HxW uint8 frame stamped now; returns the stamp."""
+        from std_msgs.msg import Header
+
+        from seg_ros.ros.image_msgs import to_compressed_msg, to_image_msg
+
+        stamp = self.node.get_clock().now()
+        header = Header(frame_id=frame_id, stamp=stamp.to_msg())
+        if self.transport == "compressed":
+            msg = to_compressed_msg(image, header, self.compressed_format, color_order)
+        else:
+            encoding = "mono8" if image.ndim == 2 else f"{color_order}8"
+            msg = to_image_msg(image, encoding, header)
+        self.publisher.publish(msg)
+        return stamp.nanoseconds
+
+    def ready(self) -> bool:
+        """The node subscribes to our frames and publishes every output we listen to."""
+        if self.publisher.get_subscription_count() == 0:
+            return False
+        return all(s.get_publisher_count() > 0 for s in self._subscriptions)
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive():
+            if self.ready():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _on_output(self, name: str, msg: Any) -> None:
+        from seg_ros.image_codec import decode_image_msg
+
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        key = (msg.header.frame_id, stamp)
+        array = decode_image_msg(msg).array
+        if array.ndim == 3 and not array.flags.c_contiguous:
+            array = np.ascontiguousarray(array)
+        with self._lock:
+            result = self._pending.setdefault(key, Result(key[0], stamp, 0))
+            result.outputs[name] = array
+            if len(result.outputs) < len(self.outputs):
+                if len(self._pending) > 64:  # outputs of frames whose siblings never came
+                    self._pending.pop(next(iter(self._pending)))
+                return
+            del self._pending[key]
+            self.results += 1
+        result.received_ns = self.now_ns()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if self.diagnostics_name is None or status.name == self.diagnostics_name:
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.diagnostics_level = status.level
+                self.diagnostics_message = status.message
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5)

@@ -1,0 +1,278 @@
+"""The node's parameters: one table of names, defaults, descriptors and checks.
+
+Checks happen in two steps. ``check_value`` looks at one value on its own (a choice, a size)
+and runs even while parameters are being declared, so a bad command-line override stops the
+node with a clear reason. ``check_settings`` looks at the whole set (a variant of the chosen
+model, a weights file for the chosen model) and is cheap enough to run inside the parameter
+service: it reads only the weights file's header, never the tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from seg_ros.inference.config import BACKENDS, MIN_SIDE, OUTPUT_RESOLUTIONS, PRECISIONS
+
+TRANSPORTS = ("raw", "compressed")
+INPUT_QOS = ("sensor_data", "reliable")
+MAX_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] | None = None
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    constraints: str = ""
+    read_only: bool = False
+    rebuilds: bool = False  # a change builds a new pipeline (off the hot path)
+    live: bool = False  # a pipeline option read on every frame: applied without a rebuild
+
+
+def _models() -> tuple[str, ...]:
+    from seg_ros.models import list_models
+
+    return tuple(list_models())
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "fplnet", "Network to run.", choices=_models(), rebuilds=True),
+    ParamSpec(
+        "variant",
+        "",
+        "Variant of the model (backbone); empty = the weights' variant or the model's default.",
+        constraints="a variant of the chosen model, or empty",
+        rebuilds=True,
+    ),
+    ParamSpec(
+        "weights",
+        "",
+        "seg_ros safetensors weights; empty = the shipped weights for the model if installed, "
+        "else random init (with a loud warning).",
+        constraints="an existing .safetensors file for the chosen model, or empty",
+        rebuilds=True,
+    ),
+    ParamSpec("backend", "torch", "Inference runtime.", choices=BACKENDS, rebuilds=True),
+    ParamSpec(
+        "device",
+        "cpu",
+        "Device to run on.",
+        constraints="cpu, cuda or cuda:N",
+        rebuilds=True,
+    ),
+    ParamSpec("precision", "fp32", "Arithmetic precision.", choices=PRECISIONS, rebuilds=True),
+    ParamSpec(
+        "engine",
+        "",
+        "ONNX file (onnxruntime) or TensorRT engine (tensorrt); empty = export/build on the fly.",
+        rebuilds=True,
+    ),
+    ParamSpec(
+        "input_width",
+        0,
+        "Network input width in pixels; 0 (with input_height 0) = the weights' training size.",
+        int_range=(0, MAX_SIDE),
+        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}, 0 together with input_height",
+        rebuilds=True,
+    ),
+    ParamSpec(
+        "input_height",
+        0,
+        "Network input height in pixels; 0 (with input_width 0) = the weights' training size.",
+        int_range=(0, MAX_SIDE),
+        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}, 0 together with input_width",
+        rebuilds=True,
+    ),
+    ParamSpec(
+        "output_resolution",
+        "input",
+        "Outputs at the camera's resolution (input) or the network's (network, cheaper).",
+        choices=OUTPUT_RESOLUTIONS,
+        live=True,
+    ),
+    ParamSpec(
+        "overlay_alpha",
+        0.5,
+        "Weight of the colour mask in the overlay (0 = camera image only, 1 = mask only).",
+        float_range=(0.0, 1.0),
+        live=True,
+    ),
+    ParamSpec("publish_labels", True, "Publish segmentation/labels (mono8 class ids)."),
+    ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour mask)."),
+    ParamSpec("publish_overlay", True, "Publish segmentation/overlay (rgb8 image + mask)."),
+    ParamSpec(
+        "input_transport",
+        "raw",
+        "raw: subscribe to 'image' (sensor_msgs/Image); compressed: 'image/compressed'.",
+        choices=TRANSPORTS,
+    ),
+    ParamSpec(
+        "input_qos",
+        "sensor_data",
+        "sensor_data: best effort, depth 1 (matches any publisher); reliable: reliable, depth 1.",
+        choices=INPUT_QOS,
+    ),
+    ParamSpec(
+        "target_rate",
+        10.0,
+        "Expected output rate (Hz); diagnostics warn below 90% of it. 0 = no check.",
+        float_range=(0.0, 1000.0),
+    ),
+    ParamSpec(
+        "diagnostics_period",
+        1.0,
+        "Seconds between /diagnostics messages.",
+        float_range=(0.1, 60.0),
+    ),
+    ParamSpec(
+        "autostart",
+        True,
+        "Configure and activate on start (plain `ros2 run`); false = wait for lifecycle "
+        "transitions.",
+        read_only=True,
+    ),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+REBUILD_PARAMS = frozenset(s.name for s in SPECS if s.rebuilds)
+LIVE_PARAMS = frozenset(s.name for s in SPECS if s.live)
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    constraints = spec.constraints
+    if spec.choices:
+        constraints = "one of: " + ", ".join(spec.choices)
+    d = ParameterDescriptor(
+        description=spec.description,
+        additional_constraints=constraints,
+        read_only=spec.read_only,
+    )
+    if spec.int_range:
+        d.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1])]
+    if spec.float_range:
+        lo, hi = spec.float_range
+        d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi)]
+    return d
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``name`` on its own, or None."""
+    spec = SPEC_BY_NAME.get(name)
+    if spec is None:
+        return None
+    if spec.choices and value not in spec.choices:
+        return f"{name} {value!r} is not allowed; choose from {list(spec.choices)}"
+    if name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", str(value)):
+        return f"device {value!r} is not allowed; use cpu, cuda or cuda:N"
+    if name in ("input_width", "input_height") and value != 0 and value < MIN_SIDE:
+        return f"{name} {value} is too small: use 0 (the weights' size) or at least {MIN_SIDE}"
+    return None
+
+
+@dataclass
+class NodeSettings:
+    """Typed values of all parameters (names as declared)."""
+
+    model: str = "fplnet"
+    variant: str = ""
+    weights: str = ""
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    engine: str = ""
+    input_width: int = 0
+    input_height: int = 0
+    output_resolution: str = "input"
+    overlay_alpha: float = 0.5
+    publish_labels: bool = True
+    publish_color: bool = True
+    publish_overlay: bool = True
+    input_transport: str = "raw"
+    input_qos: str = "sensor_data"
+    target_rate: float = 10.0
+    diagnostics_period: float = 1.0
+    autostart: bool = True
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> NodeSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def pipeline_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in sorted(REBUILD_PARAMS)}
+
+    def pipeline_config(self) -> Any:
+        from seg_ros.inference.pipeline import PipelineConfig
+
+        size = None
+        if self.input_width and self.input_height:
+            size = (int(self.input_height), int(self.input_width))
+        return PipelineConfig(
+            model=self.model,
+            variant=self.variant or None,
+            weights=self.weights or None,
+            backend=self.backend,
+            device=self.device,
+            precision=self.precision,
+            engine=self.engine or None,
+            input_size=size,
+            output_resolution=self.output_resolution,
+            overlay_alpha=float(self.overlay_alpha),
+        )
+
+
+def check_settings(settings: NodeSettings) -> str | None:
+    """Why this combination of values cannot build a pipeline, found without building it."""
+    from seg_ros.inference.errors import PipelineError
+
+    if bool(settings.input_width) != bool(settings.input_height):
+        return (
+            f"input_width {settings.input_width} and input_height {settings.input_height}: "
+            "set both, or both to 0 for the weights' size"
+        )
+    try:
+        settings.pipeline_config().validate()
+    except PipelineError as e:
+        return str(e)
+    return _check_engine(settings) or _check_weights(settings)
+
+
+def _check_engine(settings: NodeSettings) -> str | None:
+    if not settings.engine:
+        return None
+    if settings.backend == "torch":
+        return "engine is for backends 'onnxruntime' and 'tensorrt'; clear it for 'torch'"
+    if not Path(settings.engine).expanduser().is_file():
+        return f"engine file not found: {settings.engine}"
+    return None
+
+
+def _check_weights(settings: NodeSettings) -> str | None:
+    """The header only: the file exists, is seg_ros weights, and is for this model."""
+    from seg_ros.weights import WeightsError, read_metadata
+
+    if not settings.weights:
+        return None
+    try:
+        meta = read_metadata(settings.weights)
+    except WeightsError as e:
+        return f"weights: {e}"
+    if meta.model != settings.model:
+        return (
+            f"weights {settings.weights} hold {meta.model!r}, but model is "
+            f"{settings.model!r}; set model and weights together (set_parameters_atomically) "
+            "or clear weights"
+        )
+    if settings.variant and settings.variant != meta.variant:
+        return (
+            f"weights {settings.weights} hold {meta.model} variant {meta.variant!r}, but "
+            f"variant is {settings.variant!r}; clear variant to follow the weights"
+        )
+    return None

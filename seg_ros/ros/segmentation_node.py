@@ -1,0 +1,642 @@
+"""The segmentation node: a lifecycle node that serves ``seg_ros.inference.Pipeline`` on ROS.
+
+Threads, and why:
+- the executor thread runs the subscription callback (which only parks the message in a
+  one-slot mailbox, so it never falls behind the camera), the parameter and lifecycle
+  services and the diagnostics timer;
+- one inference worker takes the newest frame, decodes it, runs the pipeline and publishes;
+- a builder thread builds a replacement pipeline when a parameter asks for one, so a model
+  switch never stalls the frames in flight; the finished pipeline is handed back to the
+  executor thread (a guard condition), which swaps it in or, on failure, reverts the
+  parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+from seg_ros.image_codec import ImageCodecError
+from seg_ros.inference.pipeline import Pipeline, PipelineError
+from seg_ros.ros import diagnostics
+from seg_ros.ros.dds_tuning import apply_fastdds_profile
+from seg_ros.ros.image_msgs import ReusedImageBuffer, decode
+from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
+from seg_ros.ros.parameters import (
+    LIVE_PARAMS,
+    REBUILD_PARAMS,
+    SPECS,
+    NodeSettings,
+    check_settings,
+    check_value,
+    descriptor,
+)
+from seg_ros.ros.stats import LatencyWindow, RateMeter
+
+NODE_NAME = "segmentation_node"
+OUTPUTS = {  # output name -> (topic, encoding, parameter that enables it)
+    "labels": ("segmentation/labels", "mono8", "publish_labels"),
+    "color": ("segmentation/color", "rgb8", "publish_color"),
+    "overlay": ("segmentation/overlay", "rgb8", "publish_overlay"),
+}
+# Outputs are reliable so a subscriber that keeps up sees every result; a small depth keeps a
+# slow one from holding many full-size images.
+OUTPUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=5,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+STALE_AFTER_MIN_S = 3.0
+SWAP_ERROR_WARN_MIN_S = 10.0
+BAD_INPUT_LOG_PERIOD_S = 5.0
+
+
+def input_qos(name: str) -> QoSProfile:
+    """sensor_data: best effort, depth 1 (a best-effort reader matches reliable and best-effort
+    publishers alike); reliable: for publishers that must not lose frames on a lossy link."""
+    reliability = (
+        ReliabilityPolicy.BEST_EFFORT if name == "sensor_data" else ReliabilityPolicy.RELIABLE
+    )
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=reliability,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+class _RosLogHandler(logging.Handler):
+    """Routes the inference package's Python logging (e.g. the random-weights warning) into
+    the ROS log, so it reaches the console and /rosout like the node's own messages."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self._logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(text)
+        elif record.levelno >= logging.INFO:
+            self._logger.info(text)
+        else:
+            self._logger.debug(text)
+
+
+class SegmentationNode(LifecycleNode):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._lock = threading.Lock()  # pipeline, errors, counters
+        self._io_lock = threading.Lock()  # publishers: the worker publishes, params toggle them
+        self._pipeline: Pipeline | None = None
+        self._serving: dict[str, Any] | None = None  # pipeline_values() that built it
+        self._load_error: str | None = None
+        self._swap_error: tuple[str, float] | None = None
+        self._lifecycle = "unconfigured"
+        self._autostart_failed = False
+        self._internal_set = False
+        self._declared = False
+
+        self._slot = LatestFrameSlot()
+        self._out_buffers = {name: ReusedImageBuffer() for name in OUTPUTS}  # worker only
+        self._worker: threading.Thread | None = None
+        self._subscription = None
+        self._publishers_out: dict[str, Any] = {}
+
+        self._latency = LatencyWindow()
+        self._in_rate = RateMeter()
+        self._out_rate = RateMeter()
+        self._processed = 0
+        self._idle = 0
+        self._bad_inputs = 0
+        self._last_bad_input = ""
+        self._inference_errors = 0
+
+        # Builds requested at run time: the newest request wins, one builder thread.
+        self._build_cond = threading.Condition()
+        self._build_request: tuple[int, NodeSettings] | None = None
+        # (request seq, generation, settings, pipeline or None, error or None)
+        self._build_result: tuple[int, int, NodeSettings, Any, str | None] | None = None
+        self._build_seq = 0
+        self._generation = 0  # bumped by cleanup: builds started before it are discarded
+        self._building: NodeSettings | None = None
+        self._builder: threading.Thread | None = None
+        self._stopping = False
+
+        self._log_handler = _RosLogHandler(self.get_logger())
+        package_log = logging.getLogger("seg_ros")
+        package_log.addHandler(self._log_handler)
+        package_log.setLevel(logging.INFO)
+        package_log.propagate = False  # the ROS log is this process's log; no second copy
+
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._parameters_changed)
+        for spec in SPECS:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self._declared = True
+        self._settings = self._read_settings()
+
+        self._build_done = self.create_guard_condition(self._on_build_finished)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            self._settings.diagnostics_period, self._publish_diagnostics
+        )
+        self._retry_timer = None
+
+    # ---------------------------------------------------------------- parameters
+
+    def _read_settings(self) -> NodeSettings:
+        return NodeSettings.from_values({s.name: self.get_parameter(s.name).value for s in SPECS})
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        if self._internal_set:
+            return SetParametersResult(successful=True)
+        for p in params:
+            reason = check_value(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if self._declared and any(p.name in REBUILD_PARAMS | LIVE_PARAMS for p in params):
+            values = {s.name: self.get_parameter(s.name).value for s in SPECS}
+            values.update({p.name: p.value for p in params})
+            reason = check_settings(NodeSettings.from_values(values))
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _parameters_changed(self, params: list[Parameter]) -> None:
+        if not self._declared:
+            return
+        old, self._settings = self._settings, self._read_settings()
+        names = {p.name for p in params}
+        if self._internal_set:
+            return
+        if (
+            "diagnostics_period" in names
+            and old.diagnostics_period != self._settings.diagnostics_period
+        ):
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(
+                self._settings.diagnostics_period, self._publish_diagnostics
+            )
+        if self._lifecycle == "active":
+            if names & {"input_transport", "input_qos"}:
+                self._unsubscribe()
+                self._subscribe()
+            if names & {o[2] for o in OUTPUTS.values()}:
+                self._sync_publishers()
+        if names & LIVE_PARAMS:
+            self._apply_live_settings(self._pipeline)
+        if names & REBUILD_PARAMS:
+            if self._lifecycle in ("inactive", "active"):
+                self._request_build(self._settings)
+            elif self._lifecycle == "unconfigured" and self._autostart_failed:
+                # The node was started to run; a fixed parameter is the cue to try again.
+                self._schedule_autostart()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def autostart(self) -> bool:
+        return bool(self._settings.autostart)
+
+    def start(self) -> bool:
+        """Walk unconfigured -> inactive -> active, as `autostart` asks."""
+        ok = (
+            self.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            and self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        )
+        self._autostart_failed = not ok
+        return ok
+
+    def _schedule_autostart(self) -> None:
+        if self._retry_timer is not None:
+            return
+
+        def retry() -> None:
+            self.destroy_timer(self._retry_timer)
+            self._retry_timer = None
+            if self._lifecycle == "unconfigured":
+                self.get_logger().info("parameters changed: trying to start again")
+                self.start()
+
+        self._retry_timer = self.create_timer(0.0, retry)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        settings = self._settings
+        self.get_logger().info(f"configuring: {self._describe_settings(settings)}")
+        pipeline, error = self._build(settings)
+        if pipeline is None:
+            with self._lock:
+                self._load_error = error
+            self.get_logger().error(f"cannot build the pipeline: {error}")
+            return TransitionCallbackReturn.FAILURE
+        with self._lock:
+            self._pipeline, self._serving = pipeline, settings.pipeline_values()
+            self._load_error = self._swap_error = None
+        self._lifecycle = "inactive"
+        self._autostart_failed = False
+        self._announce(pipeline)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._in_rate.reset()
+        self._out_rate.reset()
+        self._sync_publishers()
+        self._slot.reopen()
+        self._worker = threading.Thread(
+            target=self._work, args=(self._slot,), name="seg_ros-inference", daemon=True
+        )
+        self._worker.start()
+        self._subscribe()
+        self._lifecycle = "active"
+        outputs = (self.resolve_topic_name(OUTPUTS[n][0]) for n in self._publishers_out)
+        self.get_logger().info(
+            f"active: {self.resolve_topic_name(self._input_topic())} -> " + ", ".join(outputs)
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io()
+        self._lifecycle = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_pipeline()
+        self._lifecycle = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io()
+        self._release_pipeline()
+        self._lifecycle = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_io()
+        self._release_pipeline()
+        self._lifecycle = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop the threads; for main() and tests, before destroy_node()."""
+        self._stop_io()
+        with self._build_cond:
+            self._stopping = True
+            self._build_cond.notify_all()
+        if self._builder is not None:
+            self._builder.join(timeout=30)
+        logging.getLogger("seg_ros").removeHandler(self._log_handler)
+
+    def _release_pipeline(self) -> None:
+        with self._lock:
+            self._pipeline = self._serving = None
+            self._swap_error = None
+            self._generation += 1
+        self._latency.reset()
+
+    # ---------------------------------------------------------------- input and output
+
+    def _input_topic(self) -> str:
+        return "image/compressed" if self._settings.input_transport == "compressed" else "image"
+
+    def _subscribe(self) -> None:
+        msg_type = CompressedImage if self._settings.input_transport == "compressed" else Image
+        self._subscription = self.create_subscription(
+            msg_type, self._input_topic(), self._on_image, input_qos(self._settings.input_qos)
+        )
+
+    def _unsubscribe(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+
+    def _sync_publishers(self) -> None:
+        """Publishers exist exactly for the enabled outputs."""
+        with self._io_lock:
+            for name, (topic, _, flag) in OUTPUTS.items():
+                enabled = bool(getattr(self._settings, flag))
+                if enabled and name not in self._publishers_out:
+                    self._publishers_out[name] = self.create_publisher(Image, topic, OUTPUT_QOS)
+                elif not enabled and name in self._publishers_out:
+                    self.destroy_publisher(self._publishers_out.pop(name))
+
+    def _stop_io(self) -> None:
+        self._unsubscribe()
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+            self._worker = None
+        with self._io_lock:
+            for pub in self._publishers_out.values():
+                self.destroy_publisher(pub)
+            self._publishers_out.clear()
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        # Only park it: decoding and inference happen on the worker.
+        self._in_rate.tick()
+        self._slot.put(Frame(msg, time.monotonic_ns()))
+
+    def _wanted(self) -> list[str]:
+        with self._io_lock:
+            return [n for n, pub in self._publishers_out.items() if pub.get_subscription_count()]
+
+    def _work(self, slot: LatestFrameSlot) -> None:
+        while True:
+            frame = slot.take(timeout=0.5)
+            if frame is None:
+                if slot.closed:
+                    return
+                continue
+            try:
+                self._process(frame)
+            except Exception as e:  # the worker must outlive any one frame
+                with self._lock:
+                    self._inference_errors += 1
+                self.get_logger().error(
+                    f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
+                )
+
+    def _process(self, frame: Frame) -> None:
+        wanted = self._wanted()
+        pipeline = self._pipeline
+        if not wanted or pipeline is None:
+            with self._lock:
+                self._idle += 1
+            return
+        t0 = time.perf_counter()
+        try:
+            image = decode(frame.msg)
+        except ImageCodecError as e:
+            with self._lock:
+                self._bad_inputs += 1
+                self._last_bad_input = str(e)
+                count = self._bad_inputs
+            self.get_logger().warning(
+                f"bad input ({count} so far): {e}", throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S
+            )
+            return
+        t1 = time.perf_counter()
+        order = "bgr" if image.color_order == "bgr" else "rgb"
+        result = pipeline(
+            image.array,
+            color_order=order,
+            want_color="color" in wanted,
+            want_overlay="overlay" in wanted,
+        )
+        t2 = time.perf_counter()
+        header = frame.msg.header
+        arrays = {"labels": result.labels, "color": result.color, "overlay": result.overlay}
+        with self._io_lock:
+            for name in wanted:
+                pub = self._publishers_out.get(name)
+                if pub is not None and arrays[name] is not None:
+                    encoding = OUTPUTS[name][1]
+                    # publish() serialises before it returns, so the buffer is free again.
+                    pub.publish(self._out_buffers[name](arrays[name], encoding, header))
+        done_ns = time.monotonic_ns()
+        now = self.get_clock().now()
+        self._out_rate.tick()
+        with self._lock:
+            self._processed += 1
+        lat = self._latency
+        lat.add("decode", (t1 - t0) * 1e3)
+        for stage in ("preprocess", "inference", "postprocess"):
+            if stage in result.timings:
+                lat.add(stage, result.timings[stage])
+        lat.add("publish", (time.perf_counter() - t2) * 1e3)
+        lat.add("receipt_to_publish", (done_ns - frame.received_ns) / 1e6)
+        stamp = Time.from_msg(header.stamp, clock_type=now.clock_type)
+        if stamp.nanoseconds > 0:  # an unset stamp says nothing about latency
+            lat.add("stamp_to_publish", (now.nanoseconds - stamp.nanoseconds) / 1e6)
+
+    # ---------------------------------------------------------------- run-time rebuilds
+
+    def _build(self, settings: NodeSettings) -> tuple[Pipeline | None, str | None]:
+        try:
+            pipeline = Pipeline(settings.pipeline_config())
+            pipeline.warmup()
+        except PipelineError as e:
+            return None, str(e)
+        except Exception as e:  # a backend can fail in ways of its own; the node stays up
+            return None, f"{type(e).__name__}: {e}"
+        return pipeline, None
+
+    def _request_build(self, settings: NodeSettings) -> None:
+        with self._build_cond:
+            self._build_seq += 1
+            self._build_request = (self._build_seq, settings)
+            if self._builder is None:
+                self._builder = threading.Thread(
+                    target=self._builder_loop, name="seg_ros-builder", daemon=True
+                )
+                self._builder.start()
+            self._build_cond.notify()
+        self.get_logger().info(f"building a new pipeline: {self._describe_settings(settings)}")
+
+    def _builder_loop(self) -> None:
+        while True:
+            with self._build_cond:
+                while self._build_request is None and not self._stopping:
+                    self._build_cond.wait()
+                if self._stopping:
+                    return
+                (seq, settings), self._build_request = self._build_request, None
+                self._building = settings
+                generation = self._generation
+            pipeline, error = self._build(settings)
+            with self._build_cond:
+                self._building = None
+                self._build_result = (seq, generation, settings, pipeline, error)
+            self._build_done.trigger()
+
+    def _on_build_finished(self) -> None:
+        with self._build_cond:
+            result, self._build_result = self._build_result, None
+            newest = self._build_seq
+        if result is None:
+            return
+        seq, generation, settings, pipeline, error = result
+        if generation != self._generation or self._lifecycle not in ("inactive", "active"):
+            return  # cleaned up while it was being built
+        if pipeline is not None:
+            self._apply_live_settings(pipeline)  # they may have changed during the build
+            with self._lock:
+                self._pipeline, self._serving = pipeline, settings.pipeline_values()
+                self._swap_error = None
+            self._announce(pipeline)
+            return
+        self.get_logger().error(f"pipeline switch failed, keeping the current one: {error}")
+        with self._lock:
+            self._swap_error = (str(error), time.monotonic())
+            serving = dict(self._serving or {})
+        if seq != newest:
+            return  # a newer request is on its way; reverting now would undo it
+        current = self._settings.pipeline_values()
+        revert = [Parameter(k, value=v) for k, v in serving.items() if current.get(k) != v]
+        if revert:
+            self._internal_set = True
+            try:
+                self.set_parameters_atomically(revert)
+            finally:
+                self._internal_set = False
+            self.get_logger().warning(
+                "reverted " + ", ".join(f"{p.name}={p.value!r}" for p in revert)
+            )
+
+    def _apply_live_settings(self, pipeline: Pipeline | None) -> None:
+        # The pipeline reads these from its config once per frame, so plain assignments take
+        # effect from the next frame without a rebuild.
+        if pipeline is not None:
+            pipeline.config.overlay_alpha = float(self._settings.overlay_alpha)
+            pipeline.config.output_resolution = self._settings.output_resolution
+
+    def _announce(self, pipeline: Pipeline) -> None:
+        meta = pipeline.metadata
+        h, w = pipeline.input_size
+        self.get_logger().info(
+            f"serving {meta.model}/{meta.variant} ({meta.num_classes} {meta.dataset} classes) "
+            f"on {pipeline.config.backend} {pipeline.backend.device} "
+            f"{pipeline.config.precision}, network input {w}x{h} (w x h)"
+        )
+        if pipeline.random_init:
+            self.get_logger().warning(
+                f"{meta.model} has RANDOM WEIGHTS: its labels are meaningless. Set the "
+                "'weights' parameter or install the shipped weights."
+            )
+
+    @staticmethod
+    def _describe_settings(s: NodeSettings) -> str:
+        size = f"{s.input_width}x{s.input_height}" if s.input_width else "weights' size"
+        return (
+            f"model={s.model} variant={s.variant or 'default'} weights={s.weights or 'default'} "
+            f"backend={s.backend} device={s.device} precision={s.precision} input={size}"
+        )
+
+    # ---------------------------------------------------------------- diagnostics
+
+    def _publish_diagnostics(self) -> None:
+        status = self.diagnostic_status()
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(msg)
+
+    def diagnostic_status(self) -> Any:
+        s = self._settings
+        now = time.monotonic()
+        with self._lock:
+            pipeline = self._pipeline
+            load_error = self._load_error
+            swap = self._swap_error
+            processed, idle = self._processed, self._idle
+            bad, last_bad, errors = self._bad_inputs, self._last_bad_input, self._inference_errors
+        received, dropped = self._slot.counts()
+        swap_error = None
+        if swap is not None and now - swap[1] < max(
+            SWAP_ERROR_WARN_MIN_S, 2 * s.diagnostics_period
+        ):
+            swap_error = swap[0]
+        last_input = self._in_rate.last()
+        out_rate, in_window, window = self._out_rate.snapshot(now)
+        in_rate, _, _ = self._in_rate.snapshot(now)
+        with self._io_lock:
+            subscribers = sum(p.get_subscription_count() for p in self._publishers_out.values())
+        random_init = pipeline is not None and pipeline.random_init
+        health = diagnostics.Health(
+            lifecycle=self._lifecycle,
+            load_error=load_error,
+            random_weights=random_init,
+            swap_error=swap_error,
+            seconds_since_input=None if last_input is None else now - last_input,
+            stale_after=max(STALE_AFTER_MIN_S, 2 * s.diagnostics_period),
+            subscribers=subscribers,
+            output_rate=out_rate,
+            target_rate=s.target_rate,
+        )
+        level, message = diagnostics.assess(health)
+
+        values = diagnostics.frequency_values(
+            out_rate, in_window, window, self._out_rate.total, s.target_rate
+        )
+        values += [
+            ("Input frequency (Hz)", f"{in_rate:.3f}"),
+            ("Lifecycle state", self._lifecycle),
+            ("Input topic", self.resolve_topic_name(self._input_topic())),
+            ("Frames received", str(received)),
+            ("Frames processed", str(processed)),
+            ("Frames dropped", str(dropped)),
+            ("Frames skipped (no subscribers)", str(idle)),
+            ("Bad inputs", str(bad)),
+            ("Last bad input", last_bad or "none"),
+            ("Inference errors", str(errors)),
+            ("Subscribers", str(subscribers)),
+        ]
+        values += diagnostics.latency_values(self._latency)
+        if pipeline is not None:
+            # Model, Variant, Backend, Device, Precision, Input size (h x w), Weights, ...
+            for key, value in pipeline.describe().items():
+                values.append((key.replace("_", " ").capitalize(), str(value)))
+        else:
+            values.append(("Model", "none"))
+        with self._build_cond:
+            building = self._building
+        values += [
+            ("Building", self._describe_settings(building) if building else "no"),
+            ("Last error", load_error or (swap[0] if swap else "none")),
+        ]
+        return diagnostics.make_status(self.status_name, s.device, level, message, values)
+
+    @property
+    def status_name(self) -> str:
+        """diagnostic_updater's "<node>: <task>", with the namespace so that two cameras'
+        nodes (front/segmentation_node, rear/segmentation_node) stay apart."""
+        return f"{self.get_fully_qualified_name().lstrip('/')}: segmentation"
+
+
+def main(args: list[str] | None = None) -> int:
+    profile = apply_fastdds_profile()  # before rclpy.init() creates the DDS participant
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = SegmentationNode()
+        if profile:
+            node.get_logger().debug(f"Fast DDS profile for large images: {profile}")
+        if node.autostart and not node.start():
+            node.get_logger().error(
+                "not started; fix the parameters (the node retries when they change) or use "
+                "the lifecycle services"
+            )
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except rclpy.exceptions.InvalidParameterValueException as e:
+        print(f"segmentation_node: {e}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""What the ROS node costs on top of the bare pipeline, on the same frames.
+
+    python -m seg_ros.tools.node_bench --frames 40 --input-width 480 --input-height 360
+
+1. the bare ``Pipeline`` in this process, frame after frame (labels + colour + overlay);
+2. the same pipeline settings in the segmentation node, in its own process, fed by this
+   process over DDS one frame at a time (the next frame goes out when the previous frame's
+   three outputs are back, so the node never drops one and every frame is timed whole).
+
+The two run in alternating blocks of frames on the same machine, so load that comes and goes
+(other processes) hits both alike. Both report frames per second and per-frame latency; the
+node's latency is the full round trip (publish, DDS, decode, pipeline, encode, publish, DDS
+back). A benchmark, not a test: it prints figures and never fails on them. Run it with the
+machine otherwise idle; the node and this process each want a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="node_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=40, help="timed frames (default: %(default)s)")
+    p.add_argument(
+        "--warmup", type=int, default=5, help="untimed frames first (default: %(default)s)"
+    )
+    p.add_argument(
+        "--width", type=int, default=640, help="camera frame width (default: %(default)s)"
+    )
+    p.add_argument(
+        "--height", type=int, default=480, help="camera frame height (default: %(default)s)"
+    )
+    p.add_argument("--transport", choices=("raw", "compressed"), default="raw")
+    for name in ("model", "variant", "weights", "backend", "device", "precision"):
+        p.add_argument(f"--{name}")
+    p.add_argument(
+        "--input-width", type=int, default=0, help="network input width (0: the weights')"
+    )
+    p.add_argument("--input-height", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, both (default: 1)")
+    p.add_argument("--block", type=int, default=5, help="frames per alternating block")
+    p.add_argument(
+        "--cpu", type=int, help="run both pipelines (node and bare) on this core (taskset)"
+    )
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--timeout", type=float, default=180.0, help="node start-up limit (s)")
+    return p.parse_args(argv)
+
+
+def _stats(latencies_ms: list[float]) -> dict[str, float]:
+    # One frame at a time, back to back: throughput is the inverse of the mean latency.
+    a = np.asarray(latencies_ms)
+    return {
+        "frames": len(a),
+        "fps": 1000.0 / float(a.mean()),
+        "mean_ms": float(a.mean()),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "max_ms": float(a.max()),
+    }
+
+
+def _node_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"target_rate": 0.0, "input_qos": "reliable"}
+    for name in ("model", "variant", "weights", "backend", "device", "precision"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
+    if args.input_width and args.input_height:
+        params["input_width"], params["input_height"] = args.input_width, args.input_height
+    if args.transport == "compressed":
+        params["input_transport"] = "compressed"
+    return params
+
+
+class NodeRunner:
+    """The node in its own process and a client feeding it one frame at a time."""
+
+    def __init__(self, args: argparse.Namespace, log: Path) -> None:
+        from seg_ros.ros.client import SegmentationClient
+        from seg_ros.ros.node_process import NodeProcess, node_command
+
+        namespace = f"/node_bench_{os.getpid()}"
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        command = node_command("bench_node", namespace, _node_params(args))
+        if args.cpu is not None:
+            command = ["taskset", "-c", str(args.cpu), *command]
+        self.node = NodeProcess(command, log, env=env)
+        self._done = threading.Event()
+        self._received: dict[str, int] = {}
+        self.client = SegmentationClient(
+            namespace,
+            "bench_camera",
+            transport=args.transport,
+            on_result=self._on_result,
+            diagnostics_name=f"{namespace.strip('/')}/bench_node: segmentation",
+        )
+        if not self.client.wait_ready(args.timeout, self.node.alive):
+            self.close()
+            raise SystemExit(f"node_bench: the node did not come up:\n{self.node.tail()}")
+        self._count = 0
+
+    def _on_result(self, result: Any) -> None:
+        self._received[result.frame_id] = time.perf_counter_ns()
+        self._done.set()
+
+    def __call__(self, frame: np.ndarray) -> float:
+        """Round trip of one frame (ms): publish, node, all three outputs back."""
+        frame_id = f"f{self._count}"
+        self._count += 1
+        self._done.clear()
+        sent = time.perf_counter_ns()
+        self.client.publish(frame, frame_id)
+        # A frame lost on the way (DDS under load) is sent again rather than stalling the run.
+        while not self._done.wait(30.0) or frame_id not in self._received:
+            if not self.node.alive():
+                raise SystemExit(f"node_bench: the node died:\n{self.node.tail()}")
+            if frame_id not in self._received:
+                sent = time.perf_counter_ns()
+                self.client.publish(frame, frame_id)
+        return (self._received[frame_id] - sent) / 1e6
+
+    def close(self) -> None:
+        self.client.close()
+        self.node.stop()
+
+
+def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Node and bare pipeline on the same frames, in alternating blocks (node first, then
+    bare first, ...), so load that comes and goes on the machine hits both alike."""
+    import torch
+
+    from seg_ros.inference.pipeline import Pipeline
+    from seg_ros.ros.parameters import NodeSettings
+
+    torch.set_num_threads(args.threads)
+    node = NodeRunner(args, Path("out") / "node_bench_node.log")
+    try:
+        if args.cpu is not None:
+            # This thread only (the client's threads started above stay free): the bare
+            # pipeline then runs on the very core the node's pipeline runs on.
+            os.sched_setaffinity(0, {args.cpu})
+        # The node's own parameter -> config mapping, so both run exactly the same pipeline.
+        pipeline = Pipeline(NodeSettings.from_values(_node_params(args)).pipeline_config())
+
+        def bare(frame: np.ndarray) -> float:
+            t0 = time.perf_counter()
+            pipeline(frame, want_color=True, want_overlay=True)
+            return (time.perf_counter() - t0) * 1e3
+
+        for frame in frames[: args.warmup]:
+            bare(frame)
+            node(frame)
+        timed = frames[args.warmup :]
+        blocks = [timed[i : i + args.block] for i in range(0, len(timed), args.block)]
+        results: dict[str, list[float]] = {"bare": [], "node": []}
+        for b, block in enumerate(blocks):
+            order = (
+                [("node", node), ("bare", bare)] if b % 2 == 0 else [("bare", bare), ("node", node)]
+            )
+            for name, method in order:
+                results[name] += [method(frame) for frame in block]
+        time.sleep(1.5)  # one more diagnostics message, with every frame in its percentiles
+        diag = dict(node.client.diagnostics)
+    finally:
+        node.close()
+    out: dict[str, Any] = {name: _stats(v) for name, v in results.items()}
+    paired = np.asarray(results["node"]) - np.asarray(results["bare"])
+    out["paired_median_extra_ms"] = float(np.median(paired))
+    out["node_stages_p50_ms"] = {
+        stage: float(diag[key])
+        for stage in (
+            "decode",
+            "preprocess",
+            "inference",
+            "postprocess",
+            "publish",
+            "receipt to publish",
+            "stamp to publish",
+        )
+        if diag.get(key := f"Latency {stage} p50 (ms)", "n/a") != "n/a"
+    }
+    out["dropped"] = diag.get("Frames dropped", "?")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    from seg_ros.ros.dds_tuning import default_large_data_transport
+
+    default_large_data_transport()
+    from seg_ros.tools.demo import StreetScene
+
+    scene = StreetScene(args.width, args.height)
+    frames = [scene.frame(i) for i in range(args.warmup + args.frames)]
+    print(
+        f"node_bench: {args.frames} frames {args.width}x{args.height} (+{args.warmup} warm-up), "
+        f"{args.threads} torch thread(s), blocks of {args.block} alternating node / bare"
+    )
+    out = run(args, frames)
+    bare, node = out["bare"], out["node"]
+    overhead = (node["mean_ms"] - bare["mean_ms"]) / bare["mean_ms"] * 100
+    fps_loss = (bare["fps"] - node["fps"]) / bare["fps"] * 100
+    out["overhead_pct"] = overhead
+    print(f"\n{'':24}{'fps':>8}{'mean ms':>10}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}")
+    for name, s in (("bare pipeline", bare), ("node (round trip)", node)):
+        print(
+            f"{name:24}{s['fps']:8.2f}{s['mean_ms']:10.1f}{s['p50_ms']:10.1f}"
+            f"{s['p90_ms']:10.1f}{s['max_ms']:10.1f}"
+        )
+    print(
+        f"\nnode overhead: {overhead:+.1f}% mean latency, {-fps_loss:+.1f}% fps, "
+        f"median extra per frame {out['paired_median_extra_ms']:+.1f} ms (target: <= 5%)"
+    )
+    stages = out["node_stages_p50_ms"]
+    if stages:
+        print("node stages p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,499 @@
+"""ROS 2 test plumbing: a private DDS domain per pytest session, an rclpy probe node that talks
+to the nodes under test over real DDS, segmentation nodes run as separate processes, and the
+test weights and images they are fed.
+
+conftest.py imports the fixtures, so every test module can use them; the helpers are imported
+by name (``from ros_fixtures import ...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from seg_ros.ros.dds_tuning import LARGE_DATA_TRANSPORTS
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# Generous: a loaded two-core CI machine starts torch, DDS and a model in a node process.
+STARTUP_TIMEOUT = 90.0
+WAIT_TIMEOUT = 45.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ros_domain() -> int:
+    """A ROS_DOMAIN_ID of this session's own, localhost-only discovery, and Fast DDS' large
+    data transport, for this process and every node it starts, so concurrent test runs on
+    one machine never see each other's topics."""
+    domain = random.Random().randint(100, 200)
+    saved = {k: os.environ.get(k) for k in _ENV}
+    os.environ.update(
+        ROS_DOMAIN_ID=str(domain),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA_TRANSPORTS,
+    )
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    yield domain
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_ENV = (
+    "ROS_DOMAIN_ID",
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "FASTDDS_BUILTIN_TRANSPORTS",
+    "ROS_STATIC_PEERS",
+)
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = WAIT_TIMEOUT, what: str = "condition"
+) -> Any:
+    """Poll until ``condition()`` is truthy; return its value or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Collector:
+    """Messages of one subscription, in arrival order (with monotonic arrival times)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.times: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(msg)
+            self.times.append(time.monotonic())
+
+    def snapshot(self) -> list[Any]:
+        with self._lock:
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self.times.clear()
+
+    def wait(self, count: int = 1, timeout: float = WAIT_TIMEOUT, what: str = "") -> list[Any]:
+        wait_for(lambda: len(self.messages) >= count, timeout, what or f"{count} message(s)")
+        return self.snapshot()
+
+
+class Probe:
+    """An rclpy node in the test process, spun by a background executor."""
+
+    def __init__(self, name: str) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        with contextlib.suppress(ExternalShutdownException):
+            self.executor.spin()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=10)
+
+    # -- topics
+
+    def collect(self, msg_type: Any, topic: str, qos: Any = 10) -> Collector:
+        collector = Collector()
+        collector.subscription = self.node.create_subscription(msg_type, topic, collector, qos)
+        return collector
+
+    def uncollect(self, collector: Collector) -> None:
+        self.node.destroy_subscription(collector.subscription)
+
+    def publisher(self, msg_type: Any, topic: str, qos: Any = 10) -> Any:
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def now(self) -> Any:
+        return self.node.get_clock().now()
+
+    # -- services
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = WAIT_TIMEOUT) -> Any:
+        key = (srv_type.__name__, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        client = self._clients[key]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f"service {name} not available after {timeout:.0f} s")
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"a reply from {name}")
+        return future.result()
+
+    def set_parameters(self, node: str, values: dict[str, Any], atomically: bool = False) -> Any:
+        """SetParameters(Atomically) on ``node``; the list of results (or the one result)."""
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+        from rclpy.parameter import Parameter
+
+        params = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        if atomically:
+            request = SetParametersAtomically.Request(parameters=params)
+            return self.call(
+                SetParametersAtomically, f"{node}/set_parameters_atomically", request
+            ).result
+        reply = self.call(
+            SetParameters, f"{node}/set_parameters", SetParameters.Request(parameters=params)
+        )
+        return reply.results
+
+    def get_parameters(self, node: str, names: list[str]) -> dict[str, Any]:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        reply = self.call(
+            GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names)
+        )
+        return {n: parameter_value_to_python(v) for n, v in zip(names, reply.values, strict=True)}
+
+    def describe_parameters(self, node: str, names: list[str]) -> dict[str, Any]:
+        from rcl_interfaces.srv import DescribeParameters
+
+        request = DescribeParameters.Request(names=names)
+        reply = self.call(DescribeParameters, f"{node}/describe_parameters", request)
+        return {d.name: d for d in reply.descriptors}
+
+    def lifecycle_state(self, node: str) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
+
+    def lifecycle_transition(self, node: str, transition: str) -> bool:
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {
+            "configure": Transition.TRANSITION_CONFIGURE,
+            "activate": Transition.TRANSITION_ACTIVATE,
+            "deactivate": Transition.TRANSITION_DEACTIVATE,
+            "cleanup": Transition.TRANSITION_CLEANUP,
+            "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+        }
+        request = ChangeState.Request(transition=Transition(id=ids[transition]))
+        return self.call(
+            ChangeState, f"{node}/change_state", request, timeout=STARTUP_TIMEOUT
+        ).success
+
+
+@pytest.fixture(scope="session")
+def ros_probe(ros_domain: int) -> Probe:
+    probe = Probe(f"seg_test_probe_{os.getpid()}")
+    yield probe
+    probe.close()
+
+
+class NodeProcess:
+    """``python -m seg_ros.ros.segmentation_node`` in its own process, logging to a file."""
+
+    def __init__(
+        self,
+        name: str,
+        params: dict[str, Any],
+        log_dir: Path,
+        namespace: str = "/",
+        remaps: dict[str, str] | None = None,
+        module: str = "seg_ros.ros.segmentation_node",
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.fqn = f"{namespace.rstrip('/')}/{name}"
+        args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
+        if namespace != "/":
+            args += ["-r", f"__ns:={namespace}"]
+        for key, value in (remaps or {}).items():
+            args += ["-r", f"{key}:={value}"]
+        for key, value in params.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ["-p", f"{key}:={text}"]
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("w")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+        # The node runs the seg_ros this test imports (the checkout), not an installed copy.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self.process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(log_dir)
+        )
+
+    def topic(self, relative: str) -> str:
+        return f"{self.namespace.rstrip('/')}/{relative}"
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+# ---------------------------------------------------------------- segmentation node helpers
+
+NETWORK_SIZE = (48, 64)  # height, width: small, so a CPU runs the tests quickly
+OUTPUTS = ("labels", "color", "overlay")
+
+
+def make_weights(
+    path: Path, model: str = "fplnet", variant: str | None = None, tensors_of: str | None = None
+) -> Path:
+    """A freshly initialised network saved as seg_ros weights (CamVid classes, 48x64).
+
+    ``tensors_of`` stores another variant's tensors under this metadata: the header reads
+    fine (so the parameter check passes) but the tensors do not fit (so the build fails).
+    """
+    import torch
+
+    from seg_ros.labels import CAMVID
+    from seg_ros.models import build_model, resolve_variant
+    from seg_ros.weights import WeightsMetadata, save_weights
+
+    torch.manual_seed(0)
+    variant = resolve_variant(model, variant)
+    net = build_model(model, tensors_of or variant, CAMVID.num_classes)
+    meta = WeightsMetadata(
+        model=model,
+        variant=variant,
+        num_classes=CAMVID.num_classes,
+        dataset="camvid",
+        class_names=list(CAMVID.classes),
+        palette=[list(c) for c in CAMVID.palette],
+        input_size=list(NETWORK_SIZE),
+    )
+    return save_weights(path, net.state_dict(), meta)
+
+
+def truncated_copy(good: Path, path: Path) -> Path:
+    """A weights file cut in half: unreadable even as a header."""
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def scene(height: int = 90, width: int = 120, seed: int = 0) -> np.ndarray:
+    """A blocky RGB test image: distinct colours, so the network's labels vary across it."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    image = np.repeat(np.repeat(blocks, -(-height // 6), axis=0), -(-width // 8), axis=1)
+    return np.ascontiguousarray(image[:height, :width])
+
+
+def image_msg(
+    array: np.ndarray, encoding: str, frame_id: str, stamp: tuple[int, int] = (1, 0)
+) -> Any:
+    from sensor_msgs.msg import Image
+
+    from seg_ros.ros.image_msgs import to_image_msg
+
+    msg = to_image_msg(array, encoding, _header(frame_id, stamp))
+    assert isinstance(msg, Image)
+    return msg
+
+
+def _header(frame_id: str, stamp: tuple[int, int]) -> Any:
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    return Header(frame_id=frame_id, stamp=Time(sec=stamp[0], nanosec=stamp[1]))
+
+
+def raw_image(height: int, width: int, encoding: str, step: int, data: bytes, frame_id: str) -> Any:
+    """An Image with exactly these fields, however wrong they are."""
+    import array
+
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=height, width=width, encoding=encoding, step=step)
+    msg.header = _header(frame_id, (1, 0))
+    msg.data = array.array("B", data)
+    return msg
+
+
+class NodeUnderTest:
+    """A segmentation node process plus the probe's ends of its topics."""
+
+    def __init__(
+        self, probe: Probe, name: str, params: dict[str, Any], log_dir: Path, namespace: str
+    ) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+
+        self.probe = probe
+        self.process = NodeProcess(name, params, log_dir, namespace=namespace)
+        self.fqn = self.process.fqn
+        self.status_name = f"{self.fqn.lstrip('/')}: segmentation"
+        topic = self.process.topic
+        self.outputs = {o: probe.collect(Image, topic(f"segmentation/{o}")) for o in OUTPUTS}
+        self.diagnostics = probe.collect(DiagnosticArray, "/diagnostics")
+        self.image_pub = probe.publisher(Image, topic("image"), qos_profile_sensor_data)
+        self.compressed_pub = probe.publisher(
+            CompressedImage, topic("image/compressed"), qos_profile_sensor_data
+        )
+
+    def close(self) -> int:
+        for collector in (*self.outputs.values(), self.diagnostics):
+            self.probe.uncollect(collector)
+        self.probe.node.destroy_publisher(self.image_pub)
+        self.probe.node.destroy_publisher(self.compressed_pub)
+        return self.process.stop()
+
+    # -- diagnostics
+
+    def statuses(self) -> list[Any]:
+        return [
+            s
+            for array in self.diagnostics.snapshot()
+            for s in array.status
+            if s.name == self.status_name
+        ]
+
+    def status(self) -> Any | None:
+        statuses = self.statuses()
+        return statuses[-1] if statuses else None
+
+    def wait_status(self, predicate: Any, timeout: float = WAIT_TIMEOUT, what: str = "") -> Any:
+        """The first diagnostics status from now on that satisfies ``predicate``."""
+        seen = len(self.statuses())
+
+        def check() -> Any:
+            for status in self.statuses()[seen:]:
+                if predicate(status, values(status)):
+                    return status
+            self.assert_alive()
+            return None
+
+        return wait_for(check, timeout, what or "a matching diagnostics status")
+
+    def wait_active(self, timeout: float = 90.0) -> None:
+        self.wait_status(
+            lambda s, v: v.get("Lifecycle state") == "active", timeout, "the node to be active"
+        )
+        topic = self.process.topic("image")
+        wait_for(
+            lambda: self.probe.node.count_subscribers(topic) > 0, timeout, "the node's subscription"
+        )
+
+    def assert_alive(self) -> None:
+        assert self.process.alive(), f"node died:\n{self.process.log()[-4000:]}"
+
+    # -- frames
+
+    def roundtrip(
+        self,
+        msg: Any,
+        outputs: tuple[str, ...] = OUTPUTS,
+        timeout: float = WAIT_TIMEOUT,
+        compressed: bool = False,
+    ) -> dict[str, Any]:
+        """Publish ``msg`` (re-sending now and then: input is best effort) until every output
+        in ``outputs`` came back with its frame_id."""
+        frame_id = msg.header.frame_id
+        pub = self.compressed_pub if compressed else self.image_pub
+        found: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pub.publish(msg)
+            resend = time.monotonic() + 3.0
+            while time.monotonic() < min(resend, deadline):
+                for name in outputs:
+                    for out in self.outputs[name].snapshot():
+                        if out.header.frame_id == frame_id:
+                            found[name] = out
+                if len(found) == len(outputs):
+                    return found
+                self.assert_alive()
+                time.sleep(0.02)
+        raise AssertionError(
+            f"no {sorted(set(outputs) - set(found))} output for frame {frame_id!r} in "
+            f"{timeout:.0f} s; node log:\n{self.process.log()[-3000:]}"
+        )
+
+
+def values(status: Any) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+class Streamer:
+    """Publishes frames at ``rate`` Hz from a thread; frame_id = '<prefix><n>'."""
+
+    def __init__(self, pub: Any, frame: np.ndarray, rate: float, prefix: str = "s") -> None:
+        self.pub, self.frame, self.period, self.prefix = pub, frame, 1.0 / rate, prefix
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Streamer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        next_time = time.monotonic()
+        while not self._stop.is_set():
+            ns = time.time_ns()
+            msg = image_msg(
+                self.frame, "rgb8", f"{self.prefix}{self.sent}", (ns // 10**9, ns % 10**9)
+            )
+            self.pub.publish(msg)
+            self.sent += 1
+            next_time += self.period
+            self._stop.wait(max(0.0, next_time - time.monotonic()))
+
+
+def collected(collector: Collector, prefix: str) -> list[Any]:
+    return [m for m in collector.snapshot() if m.header.frame_id.startswith(prefix)]

@@ -1,0 +1,439 @@
+"""The segmentation node in its own process, driven over real DDS by an rclpy probe.
+
+One node serves most tests (starting torch and a model costs seconds on a loaded CI machine);
+the tests that change how it runs put their settings back before they end.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from ros_fixtures import (
+    NETWORK_SIZE,
+    NodeUnderTest,
+    Streamer,
+    collected,
+    image_msg,
+    make_weights,
+    raw_image,
+    scene,
+    truncated_copy,
+    values,
+    wait_for,
+)
+
+pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+
+from seg_ros.labels import CAMVID, CITYSCAPES
+
+H, W = 90, 120  # camera frames: not the network's size, so resizing is exercised
+PALETTE = {tuple(c) for c in CAMVID.palette} | {(0, 0, 0)}
+# Random-init networks (the hot-swap test's desanet) use the Cityscapes classes.
+ANY_PALETTE = PALETTE | {tuple(c) for c in CITYSCAPES.palette}
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("weights")
+    full = make_weights(d / "fplnet_full.safetensors", "fplnet", "full")
+    encoder = make_weights(d / "fplnet_encoder.safetensors", "fplnet", "encoder")
+    truncated = truncated_copy(full, d / "truncated.safetensors")
+    misfit = make_weights(d / "misfit.safetensors", "fplnet", "full", tensors_of="encoder")
+    return {
+        "full": str(full),
+        "encoder": str(encoder),
+        "truncated": str(truncated),
+        "misfit": str(misfit),
+    }
+
+
+@pytest.fixture(scope="module")
+def node(ros_probe, weights, tmp_path_factory) -> NodeUnderTest:
+    params = {"weights": weights["full"], "target_rate": 0.0, "diagnostics_period": 0.5}
+    n = NodeUnderTest(
+        ros_probe,
+        "seg_test_main",
+        params,
+        tmp_path_factory.mktemp("main_node"),
+        namespace=f"/seg_test_{os.getpid()}",
+    )
+    n.wait_active()
+    yield n
+    code = n.close()
+    assert code == 0, f"the node did not exit cleanly ({code}):\n{n.process.log()[-3000:]}"
+
+
+def check_outputs(
+    out: dict, header, height: int, width: int, palette: set = PALETTE, num_classes: int = 11
+) -> None:
+    """Encodings, sizes, copied headers, class ids and palette colours of one frame's outputs."""
+    for name, encoding, channels in (
+        ("labels", "mono8", 1),
+        ("color", "rgb8", 3),
+        ("overlay", "rgb8", 3),
+    ):
+        if name not in out:
+            continue
+        msg = out[name]
+        assert msg.encoding == encoding, name
+        assert (msg.height, msg.width) == (height, width), name
+        assert msg.step == width * channels, name
+        assert len(msg.data) == height * width * channels, name
+        assert msg.header.frame_id == header.frame_id, name
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (
+            header.stamp.sec,
+            header.stamp.nanosec,
+        ), name
+    if "labels" in out:
+        labels = to_array(out["labels"])
+        assert set(np.unique(labels)) <= set(range(num_classes)) | {255}
+    if "color" in out:
+        colours = {tuple(c) for c in to_array(out["color"]).reshape(-1, 3)}
+        assert colours <= palette
+
+
+def to_array(msg) -> np.ndarray:
+    from seg_ros.image_codec import decode_image_msg
+
+    decoded = decode_image_msg(msg)
+    return decoded.array
+
+
+# ---------------------------------------------------------------- frames in, results out
+
+
+def test_outputs_have_input_size_encodings_and_copied_header(node) -> None:
+    msg = image_msg(scene(H, W), "rgb8", "camera_optical", stamp=(1234, 567_890))
+    out = node.roundtrip(msg)
+    check_outputs(out, msg.header, H, W)
+    # The overlay is the camera image blended with the mask, not the mask itself.
+    assert not np.array_equal(to_array(out["overlay"]), to_array(out["color"]))
+
+
+def _as(encoding: str, rgb: np.ndarray) -> np.ndarray:
+    gray = rgb[:, :, 1]
+    alpha = np.full(rgb.shape[:2], 77, np.uint8)
+    return {
+        "rgb8": rgb,
+        "bgr8": rgb[:, :, ::-1],
+        "8UC3": rgb[:, :, ::-1],
+        "rgba8": np.dstack([rgb, alpha]),
+        "bgra8": np.dstack([rgb[:, :, ::-1], alpha]),
+        "mono8": gray,
+        "8UC1": gray,
+        "mono16": gray.astype(np.uint16) * 257,  # scales back to exactly ``gray``
+        "16UC1": gray.astype(np.uint16) * 257,
+    }[encoding]
+
+
+def test_every_input_encoding_gives_the_same_labels(node) -> None:
+    rgb = scene(H, W, seed=3)
+    labels = {}
+    for i, encoding in enumerate(
+        ["rgb8", "bgr8", "8UC3", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1"]
+    ):
+        msg = image_msg(_as(encoding, rgb), encoding, f"enc_{i}_{encoding}")
+        out = node.roundtrip(msg)
+        check_outputs(out, msg.header, H, W)
+        labels[encoding] = to_array(out["labels"])
+    # Channel order is honoured: the same picture in any colour encoding is the same input.
+    for encoding in ("bgr8", "8UC3", "rgba8", "bgra8"):
+        np.testing.assert_array_equal(labels[encoding], labels["rgb8"], err_msg=encoding)
+    for encoding in ("8UC1", "mono16", "16UC1"):
+        np.testing.assert_array_equal(labels[encoding], labels["mono8"], err_msg=encoding)
+
+
+def test_padded_rows_are_read_correctly(node) -> None:
+    rgb = scene(H, W, seed=4)
+    plain = node.roundtrip(image_msg(rgb, "rgb8", "pad_plain"))
+    padded_rows = np.concatenate([rgb.reshape(H, W * 3), np.full((H, 5), 200, np.uint8)], axis=1)
+    msg = raw_image(H, W, "rgb8", W * 3 + 5, padded_rows.tobytes(), "pad_padded")
+    padded = node.roundtrip(msg)
+    np.testing.assert_array_equal(to_array(padded["labels"]), to_array(plain["labels"]))
+
+
+BAD_INPUTS = [
+    ("unknown_encoding", lambda: raw_image(H, W, "yuv422", W * 2, bytes(H * W * 2), "bad_enc")),
+    ("step_mismatch", lambda: raw_image(H, W, "rgb8", W, bytes(H * W), "bad_step")),
+    ("truncated", lambda: raw_image(H, W, "rgb8", W * 3, bytes(H * W * 3 - 10), "bad_trunc")),
+    ("oversized", lambda: raw_image(H, W, "mono8", W, bytes(H * W + 10), "bad_over")),
+    ("zero_size", lambda: raw_image(0, 0, "rgb8", 0, b"", "bad_zero")),
+]
+
+
+def test_bad_inputs_are_counted_and_the_node_keeps_serving(node) -> None:
+    before = int(values(node.wait_status(lambda s, v: True))["Bad inputs"])
+    for kind, make in BAD_INPUTS:
+        node.image_pub.publish(make())
+        # Each one is counted before the next arrives (the slot keeps only the newest frame).
+        node.wait_status(
+            lambda s, v, n=before: int(v["Bad inputs"]) > n,
+            what=f"the {kind} frame to be counted",
+        )
+        before += 1
+        good = image_msg(scene(H, W), "rgb8", f"after_{kind}")
+        check_outputs(node.roundtrip(good), good.header, H, W)
+    for kind, _ in BAD_INPUTS:
+        assert not any(
+            m.header.frame_id.startswith("bad_")
+            for c in node.outputs.values()
+            for m in c.snapshot()
+        ), kind
+    log = node.process.log()
+    assert "bad input" in log and "unsupported encoding 'yuv422'" in log
+
+
+def test_compressed_input(node) -> None:
+    from seg_ros.ros.image_msgs import to_compressed_msg
+
+    header = image_msg(scene(H, W), "rgb8", "x").header
+    assert node.probe.set_parameters(node.fqn, {"input_transport": "compressed"})[0].successful
+    try:
+        wait_for(
+            lambda: node.compressed_pub.get_subscription_count() > 0,
+            what="the node to subscribe to image/compressed",
+        )
+        for fmt in ("png", "jpeg"):
+            header.frame_id = f"compressed_{fmt}"
+            msg = to_compressed_msg(scene(H, W, seed=5), header, fmt)
+            check_outputs(node.roundtrip(msg, compressed=True), header, H, W)
+        # A png decodes to exactly the raw image, so the labels match raw input's.
+        header.frame_id = "compressed_png_again"
+        png = node.roundtrip(to_compressed_msg(scene(H, W, seed=5), header, "png"), compressed=True)
+        before = int(values(node.wait_status(lambda s, v: True))["Bad inputs"])
+        broken = to_compressed_msg(scene(H, W), header, "jpeg")
+        broken.data = broken.data[:20]
+        broken.header.frame_id = "compressed_corrupt"
+        node.compressed_pub.publish(broken)
+        status = node.wait_status(lambda s, v: int(v["Bad inputs"]) > before)
+        assert "corrupt compressed image" in values(status)["Last bad input"]
+    finally:
+        assert node.probe.set_parameters(node.fqn, {"input_transport": "raw"})[0].successful
+    wait_for(lambda: node.image_pub.get_subscription_count() > 0, what="raw subscription")
+    raw = node.roundtrip(image_msg(scene(H, W, seed=5), "rgb8", "raw_again"))
+    np.testing.assert_array_equal(to_array(raw["labels"]), to_array(png["labels"]))
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_parameters_are_declared_with_descriptors(node) -> None:
+    d = node.probe.describe_parameters(
+        node.fqn, ["model", "backend", "overlay_alpha", "input_width", "autostart"]
+    )
+    assert "fplnet" in d["model"].additional_constraints
+    assert "onnxruntime" in d["backend"].additional_constraints
+    r = d["overlay_alpha"].floating_point_range[0]
+    assert (r.from_value, r.to_value) == (0.0, 1.0)
+    assert d["input_width"].integer_range[0].to_value >= 2048
+    assert d["autostart"].read_only
+    assert all(desc.description for desc in d.values())
+
+
+@pytest.mark.parametrize(
+    ("values_", "reason"),
+    [
+        ({"backend": "tensorflow"}, "backend 'tensorflow' is not allowed"),
+        ({"model": "unet"}, "model 'unet' is not allowed"),
+        ({"precision": "int8"}, "precision 'int8'"),
+        ({"device": "gpu0"}, "device 'gpu0'"),
+        ({"variant": "resnet18"}, "variant 'resnet18'"),
+        ({"input_width": 10}, "input_width 10 is too small"),
+        ({"input_width": 96}, "set both"),
+        ({"overlay_alpha": 1.5}, "out of range"),
+        ({"input_transport": "theora"}, "input_transport 'theora'"),
+        ({"input_qos": "fast"}, "input_qos 'fast'"),
+        ({"diagnostics_period": 0.0}, "out of range"),
+        ({"autostart": False}, "read-only"),
+        ({"weights": "/nonexistent/w.safetensors"}, "not found"),
+        ({"weights": "/etc/hostname"}, "cannot read safetensors header"),
+        ({"weights": "TRUNCATED"}, "cannot read safetensors header"),
+        ({"model": "rgpnet"}, "hold 'fplnet'"),
+        ({"precision": "fp16"}, "needs device 'cuda'"),
+        ({"backend": "tensorrt"}, "needs device 'cuda'"),
+        ({"overlay_alpha": "half"}, "type"),
+        ({"engine": "/tmp/model.onnx"}, "engine is for backends"),
+    ],
+)
+def test_invalid_values_are_rejected_with_a_reason(
+    node, weights, values_: dict, reason: str
+) -> None:
+    if values_.get("weights") == "TRUNCATED":
+        values_ = {"weights": weights["truncated"]}
+    name = next(iter(values_))
+    before = node.probe.get_parameters(node.fqn, [name])[name]
+    result = node.probe.set_parameters(node.fqn, values_)[0]
+    assert not result.successful
+    assert reason in result.reason, result.reason
+    assert node.probe.get_parameters(node.fqn, [name])[name] == before
+
+
+def test_overlay_alpha_and_output_resolution_apply_without_a_rebuild(node) -> None:
+    rgb = scene(H, W, seed=6)
+    probe = node.probe
+    try:
+        assert probe.set_parameters(node.fqn, {"overlay_alpha": 0.0})[0].successful
+        out = node.roundtrip(image_msg(rgb, "rgb8", "alpha0"))
+        np.testing.assert_array_equal(to_array(out["overlay"]), rgb)
+        assert probe.set_parameters(node.fqn, {"overlay_alpha": 1.0})[0].successful
+        out = node.roundtrip(image_msg(rgb, "rgb8", "alpha1"))
+        np.testing.assert_array_equal(to_array(out["overlay"]), to_array(out["color"]))
+        assert probe.set_parameters(node.fqn, {"output_resolution": "network"})[0].successful
+        msg = image_msg(rgb, "rgb8", "network_res")
+        check_outputs(node.roundtrip(msg), msg.header, *NETWORK_SIZE)
+    finally:
+        probe.set_parameters(node.fqn, {"overlay_alpha": 0.5, "output_resolution": "input"})
+    assert "building a new pipeline" not in node.process.log()
+
+
+def test_disabled_outputs_are_not_published(node) -> None:
+    probe = node.probe
+    topic = node.process.topic("segmentation/color")
+    assert probe.set_parameters(node.fqn, {"publish_color": False})[0].successful
+    try:
+        wait_for(lambda: probe.node.count_publishers(topic) == 0, what="color to be unadvertised")
+        out = node.roundtrip(image_msg(scene(H, W), "rgb8", "no_color"), ("labels", "overlay"))
+        assert out["labels"].encoding == "mono8"
+        assert not collected(node.outputs["color"], "no_color")
+    finally:
+        assert probe.set_parameters(node.fqn, {"publish_color": True})[0].successful
+    wait_for(lambda: probe.node.count_publishers(topic) == 1, what="color to be advertised again")
+    node.roundtrip(image_msg(scene(H, W), "rgb8", "color_back"))
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_keys_and_levels(node) -> None:
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    with Streamer(node.image_pub, scene(H, W), rate=8.0, prefix="diag_"):
+        status = node.wait_status(
+            lambda s, v: s.level == DiagnosticStatus.OK and int(v["Events in window"]) > 2,
+            what="an OK status while frames flow",
+        )
+        v = values(status)
+        for key in (
+            "Actual frequency (Hz)",
+            "Target frequency (Hz)",
+            "Events in window",
+            "Events since startup",
+            "Duration of window (s)",
+            "Input frequency (Hz)",
+            "Frames received",
+            "Frames dropped",
+            "Bad inputs",
+            "Model",
+            "Variant",
+            "Backend",
+            "Device",
+            "Precision",
+            "Input size",
+            "Weights",
+        ):
+            assert key in v, key
+        for stage in (
+            "preprocess",
+            "inference",
+            "postprocess",
+            "receipt to publish",
+            "stamp to publish",
+        ):
+            for p in ("p50", "p90", "p99", "max"):
+                assert float(v[f"Latency {stage} {p} (ms)"]) >= 0, (stage, p)
+        assert (v["Model"], v["Variant"], v["Backend"], v["Device"], v["Precision"]) == (
+            "fplnet",
+            "full",
+            "torch",
+            "cpu",
+            "fp32",
+        )
+        assert v["Input size"] == f"{NETWORK_SIZE[0]}x{NETWORK_SIZE[1]}"
+        assert float(v["Actual frequency (Hz)"]) > 0
+        assert status.hardware_id == "cpu"
+
+        # An unreachable target rate warns.
+        assert node.probe.set_parameters(node.fqn, {"target_rate": 500.0})[0].successful
+        try:
+            status = node.wait_status(
+                lambda s, v: s.level == DiagnosticStatus.WARN, what="a WARN below the target rate"
+            )
+            assert "below target" in status.message
+            assert values(status)["Target frequency (Hz)"] == "500"
+        finally:
+            node.probe.set_parameters(node.fqn, {"target_rate": 0.0})
+    # No input: STALE.
+    status = node.wait_status(
+        lambda s, v: s.level == DiagnosticStatus.STALE, what="STALE once frames stop"
+    )
+    assert "no input" in status.message
+
+
+# ---------------------------------------------------------------- run-time model switches
+
+
+def test_model_hot_swap_while_frames_flow(node, weights) -> None:
+    probe = node.probe
+    with Streamer(node.image_pub, scene(H, W, seed=7), rate=10.0, prefix="swap_"):
+        node.outputs["labels"].wait(1)
+        result = probe.set_parameters(
+            node.fqn, {"variant": "encoder", "weights": weights["encoder"]}, atomically=True
+        )
+        assert result.successful, result.reason
+        node.wait_status(lambda s, v: v.get("Variant") == "encoder", what="the encoder variant")
+        # Another model entirely, random weights (weights cleared in the same request).
+        result = probe.set_parameters(
+            node.fqn, {"model": "desanet", "variant": "", "weights": ""}, atomically=True
+        )
+        assert result.successful, result.reason
+        node.wait_status(lambda s, v: v.get("Model") == "desanet", what="desanet", timeout=90)
+        n = len(collected(node.outputs["labels"], "swap_"))
+        wait_for(lambda: len(collected(node.outputs["labels"], "swap_")) > n + 2, what="outputs")
+        # And back, all at once.
+        result = probe.set_parameters(
+            node.fqn,
+            {"model": "fplnet", "variant": "", "weights": weights["full"]},
+            atomically=True,
+        )
+        assert result.successful, result.reason
+        node.wait_status(
+            lambda s, v: v.get("Model") == "fplnet" and v.get("Variant") == "full",
+            what="back to fplnet/full",
+        )
+    # Every frame published around the switches came out whole, whichever model served it.
+    frames = {m.header.frame_id: m.header for m in collected(node.outputs["labels"], "swap_")}
+    assert len(frames) > 5
+    for name in ("labels", "color", "overlay"):
+        for msg in collected(node.outputs[name], "swap_"):
+            header = frames.get(msg.header.frame_id, msg.header)
+            check_outputs({name: msg}, header, H, W, ANY_PALETTE, CITYSCAPES.num_classes)
+    assert "pipeline switch failed" not in node.process.log()
+
+
+def test_failed_switch_keeps_serving_and_reverts(node, weights) -> None:
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    probe = node.probe
+    with Streamer(node.image_pub, scene(H, W), rate=8.0, prefix="fail_"):
+        # The header is fine, so the parameter is accepted; the build then fails.
+        result = probe.set_parameters(node.fqn, {"weights": weights["misfit"]})[0]
+        assert result.successful, result.reason
+        status = node.wait_status(
+            lambda s, v: s.level == DiagnosticStatus.WARN and "switch failed" in s.message,
+            what="the failed switch in diagnostics",
+        )
+        assert "does not fit fplnet/full" in values(status)["Last error"]
+        wait_for(
+            lambda: probe.get_parameters(node.fqn, ["weights"])["weights"] == weights["full"],
+            what="weights to revert",
+        )
+        n = len(collected(node.outputs["labels"], "fail_"))
+        wait_for(
+            lambda: len(collected(node.outputs["labels"], "fail_")) > n + 2,
+            what="frames served after the failed switch",
+        )
+    assert values(node.status())["Model"] == "fplnet"
+    log = node.process.log()
+    assert "pipeline switch failed" in log and "reverted weights=" in log

@@ -1,0 +1,118 @@
+"""Lifecycle transitions through the real lifecycle services, failed configures, and a node
+that starts with a bad model and recovers when its parameter is fixed."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ros_fixtures import (
+    NodeProcess,
+    NodeUnderTest,
+    image_msg,
+    make_weights,
+    scene,
+    values,
+    wait_for,
+)
+
+pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("weights")
+    good = make_weights(d / "fplnet.safetensors")
+    misfit = make_weights(d / "misfit.safetensors", "fplnet", "full", tensors_of="encoder")
+    return {"good": str(good), "misfit": str(misfit)}
+
+
+def test_lifecycle_transitions(ros_probe, weights, tmp_path) -> None:
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    params = {"autostart": False, "weights": weights["good"], "diagnostics_period": 0.5}
+    node = NodeUnderTest(
+        ros_probe, "seg_test_lifecycle", params, tmp_path, namespace=f"/seg_lc_{os.getpid()}"
+    )
+    probe, fqn = ros_probe, node.fqn
+    labels_topic = node.process.topic("segmentation/labels")
+    try:
+        status = node.wait_status(
+            lambda s, v: v["Lifecycle state"] == "unconfigured", timeout=90, what="unconfigured"
+        )
+        assert status.level == DiagnosticStatus.STALE
+        assert probe.lifecycle_state(fqn) == "unconfigured"
+        assert node.image_pub.get_subscription_count() == 0
+
+        assert probe.lifecycle_transition(fqn, "configure")
+        assert probe.lifecycle_state(fqn) == "inactive"
+        status = node.wait_status(lambda s, v: v["Lifecycle state"] == "inactive")
+        assert status.level == DiagnosticStatus.STALE and values(status)["Model"] == "fplnet"
+        assert probe.node.count_publishers(labels_topic) == 0
+
+        for round_ in range(2):  # the worker thread stops and starts again cleanly
+            assert probe.lifecycle_transition(fqn, "activate")
+            assert probe.lifecycle_state(fqn) == "active"
+            wait_for(lambda: node.image_pub.get_subscription_count() > 0, what="subscription")
+            out = node.roundtrip(image_msg(scene(), "rgb8", f"lc_{round_}"))
+            assert out["labels"].encoding == "mono8"
+            assert probe.lifecycle_transition(fqn, "deactivate")
+            assert probe.lifecycle_state(fqn) == "inactive"
+            wait_for(lambda: node.image_pub.get_subscription_count() == 0, what="unsubscribed")
+            wait_for(lambda: probe.node.count_publishers(labels_topic) == 0, what="unadvertised")
+
+        assert probe.lifecycle_transition(fqn, "cleanup")
+        assert probe.lifecycle_state(fqn) == "unconfigured"
+        node.wait_status(lambda s, v: v["Model"] == "none", what="the model to be released")
+
+        # A model that cannot be built: configure fails, diagnostics say why.
+        assert probe.set_parameters(fqn, {"weights": weights["misfit"]})[0].successful
+        assert not probe.lifecycle_transition(fqn, "configure")
+        assert probe.lifecycle_state(fqn) == "unconfigured"
+        status = node.wait_status(lambda s, v: s.level == DiagnosticStatus.ERROR, what="ERROR")
+        assert status.message.startswith("no model:") and "does not fit" in status.message
+
+        assert probe.set_parameters(fqn, {"weights": weights["good"]})[0].successful
+        assert probe.lifecycle_transition(fqn, "configure")
+        assert probe.lifecycle_transition(fqn, "activate")
+        wait_for(lambda: node.image_pub.get_subscription_count() > 0, what="subscription")
+        node.roundtrip(image_msg(scene(), "rgb8", "lc_after_error"))
+
+        assert probe.lifecycle_transition(fqn, "deactivate")
+        assert probe.lifecycle_transition(fqn, "shutdown")
+        assert probe.lifecycle_state(fqn) == "finalized"
+        node.assert_alive()
+    finally:
+        code = node.close()
+    assert code == 0, node.process.log()[-3000:]
+
+
+def test_autostarted_node_recovers_when_the_weights_are_fixed(ros_probe, weights, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    params = {"weights": weights["misfit"], "diagnostics_period": 0.5}
+    node = NodeUnderTest(
+        ros_probe, "seg_test_recover", params, tmp_path, namespace=f"/seg_rc_{os.getpid()}"
+    )
+    try:
+        status = node.wait_status(
+            lambda s, v: s.level == DiagnosticStatus.ERROR, timeout=90, what="ERROR"
+        )
+        assert "does not fit" in status.message
+        assert ros_probe.set_parameters(node.fqn, {"weights": weights["good"]})[0].successful
+        node.wait_active()
+        node.roundtrip(image_msg(scene(), "rgb8", "recovered"))
+        assert "trying to start again" in node.process.log()
+    finally:
+        code = node.close()
+    assert code == 0, node.process.log()[-3000:]
+
+
+def test_invalid_startup_parameter_stops_the_node_with_the_reason(ros_domain, tmp_path) -> None:
+    process = NodeProcess("seg_test_invalid", {"backend": "tensorflow"}, tmp_path)
+    try:
+        process.process.wait(timeout=90)
+    finally:
+        process.stop()
+    assert process.process.returncode == 2
+    assert "backend 'tensorflow' is not allowed" in process.log()
