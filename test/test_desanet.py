@@ -175,3 +175,14 @@ def test_legacy_onnx_export_matches_pytorch(tmp_path) -> None:
             dynamic_axes={"image": {2: "height", 3: "width"}},
         )
     _check_parity(path.read_bytes(), model, [(65, 97)])
+
+
+def test_trains_under_cpu_bf16_autocast() -> None:
+    # torchvision's deform_conv2d has no CPU bf16 kernel; the model must still train with the
+    # trainer's default (bf16 autocast on AMX CPUs).
+    model = desanet_resnet18(num_classes=3).train()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        main, aux = model(x)
+    (main.float().mean() + aux.float().mean()).backward()
+    assert model.spatial.offset.weight.grad is not None

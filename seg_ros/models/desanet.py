@@ -177,8 +177,15 @@ class SpatialPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quarter = self.stem(x)
         x = self.down(quarter)
-        x = self.deform_out(self.deform(x, self.offset(x)))
-        return quarter, self.scse(x)
+        offset = self.offset(x)
+        if torch.is_autocast_enabled(x.device.type):
+            # torchvision's CPU deform_conv2d has no bf16/fp16 kernel (training with bf16
+            # autocast crashed); at 1/8 resolution fp32 costs a few milliseconds.
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.deform(x.float(), offset.float())
+        else:
+            x = self.deform(x, offset)
+        return quarter, self.scse(self.deform_out(x))
 
 
 class DESANet(nn.Module):
