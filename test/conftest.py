@@ -1,3 +1,17 @@
 """Fixtures shared by the test modules. Add yours; keep the others'."""
 
+import pytest
 from ros_fixtures import ros_domain, ros_probe  # noqa: F401 (fixtures, used by name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Torch in the test process runs on one thread. The tests' inputs are tiny and gain
+    nothing from intra-op threads, and on a 2-core machine the OpenMP workers contend with the
+    node subprocesses the ROS tests start (a HarDNet training step went from 1 s to 20 s)."""
+    import torch  # here, not at the top: collecting the tests needs no torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """ROS 2 test plumbing: a private DDS domain per pytest session, an rclpy probe node that talks
 to the nodes under test over real DDS, segmentation nodes run as separate processes, and the
-test weights and images they are fed.
+images they are fed (weights: weights_helpers.py).
 
 conftest.py imports the fixtures, so every test module can use them; the helpers are imported
 by name (``from ros_fixtures import ...``).
@@ -281,44 +281,7 @@ class NodeProcess:
 
 # ---------------------------------------------------------------- segmentation node helpers
 
-NETWORK_SIZE = (48, 64)  # height, width: small, so a CPU runs the tests quickly
 OUTPUTS = ("labels", "color", "overlay")
-
-
-def make_weights(
-    path: Path, model: str = "fplnet", variant: str | None = None, tensors_of: str | None = None
-) -> Path:
-    """A freshly initialised network saved as seg_ros weights (CamVid classes, 48x64).
-
-    ``tensors_of`` stores another variant's tensors under this metadata: the header reads
-    fine (so the parameter check passes) but the tensors do not fit (so the build fails).
-    """
-    import torch
-
-    from seg_ros.labels import CAMVID
-    from seg_ros.models import build_model, resolve_variant
-    from seg_ros.weights import WeightsMetadata, save_weights
-
-    torch.manual_seed(0)
-    variant = resolve_variant(model, variant)
-    net = build_model(model, tensors_of or variant, CAMVID.num_classes)
-    meta = WeightsMetadata(
-        model=model,
-        variant=variant,
-        num_classes=CAMVID.num_classes,
-        dataset="camvid",
-        class_names=list(CAMVID.classes),
-        palette=[list(c) for c in CAMVID.palette],
-        input_size=list(NETWORK_SIZE),
-    )
-    return save_weights(path, net.state_dict(), meta)
-
-
-def truncated_copy(good: Path, path: Path) -> Path:
-    """A weights file cut in half: unreadable even as a header."""
-    data = good.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 def scene(height: int = 90, width: int = 120, seed: int = 0) -> np.ndarray:

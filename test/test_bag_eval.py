@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'seg_ros[bag]')")
 
-from ros_fixtures import make_weights
+from weights_helpers import make_weights
 
 from seg_ros.bag.io import IMAGE, BagReader, BagWriter, decode_label
 from seg_ros.labels import CITYSCAPES

@@ -12,7 +12,8 @@ import pytest
 pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'seg_ros[bag]')")
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
 
-from ros_fixtures import NodeProcess, make_weights
+from ros_fixtures import NodeProcess
+from weights_helpers import make_weights
 
 from seg_ros.bag.io import IMAGE, BagReader, decode_label
 from seg_ros.tools.bag_eval import main as bag_eval

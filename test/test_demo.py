@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from ros_fixtures import SOURCE_ROOT, make_weights
+from ros_fixtures import SOURCE_ROOT
+from weights_helpers import make_weights
 
 from seg_ros.tools.demo import StreetScene, open_source
 

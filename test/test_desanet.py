@@ -20,16 +20,6 @@ CONSTRUCTORS = {"resnet18": desanet_resnet18, "hardnet68ds": desanet_hardnet68ds
 TARGETS = {"resnet18": (15.3e6, 15.20e6), "hardnet68ds": (6.2e6, 6.13e6)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Inputs this small gain nothing from intra-op threads, and on a busy 2-core machine the
-    # OpenMP workers contend so badly that a HarDNet training step goes from 1 s to 20 s.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=list(CONSTRUCTORS))
 def model(request: pytest.FixtureRequest) -> DESANet:
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_pipeline import SIZE, make_weights
+from weights_helpers import PIPELINE_SIZE, make_weights
 
 from seg_ros.inference import (
     BackendUnavailableError,
@@ -24,14 +24,6 @@ from seg_ros.weights import read_metadata
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
@@ -39,7 +31,11 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("w") / "fplnet.safetensors")
+    return make_weights(
+        tmp_path_factory.mktemp("w") / "fplnet.safetensors",
+        input_size=PIPELINE_SIZE,
+        random_bn_stats=True,
+    )
 
 
 def test_onnxruntime_pipeline_matches_torch(weights: Path, tmp_path: Path) -> None:
@@ -61,14 +57,14 @@ def test_exported_file_carries_metadata_and_drives_a_pipeline(weights, tmp_path)
     from seg_ros.weights import load_model
 
     net, meta = load_model(weights)
-    path = export_onnx(net, tmp_path / "f.onnx", SIZE, metadata=meta)
+    path = export_onnx(net, tmp_path / "f.onnx", PIPELINE_SIZE, metadata=meta)
     assert onnx_opset(path) == 17
     raw = read_onnx_metadata(path)
     assert raw["model"] == "fplnet" and raw["onnx_input_size"] == "64x96"
     assert raw["onnx_dynamic"] == "false"
     # No weights: the ONNX file is the model and names its classes.
     p = Pipeline(model="fplnet", backend="onnxruntime", engine=str(path))
-    assert p.metadata.class_names == meta.class_names and p.input_size == SIZE
+    assert p.metadata.class_names == meta.class_names and p.input_size == PIPELINE_SIZE
     assert "not checked" in p.describe()["parity"]
     assert p(synthetic_scene(50, 70)).labels.shape == (50, 70)
     # With weights: checked against them.
@@ -86,7 +82,7 @@ def test_onnx_without_metadata_needs_weights(weights, tmp_path) -> None:
     from seg_ros.weights import load_model
 
     net, _ = load_model(weights)
-    path = export_onnx(net, tmp_path / "bare.onnx", SIZE)
+    path = export_onnx(net, tmp_path / "bare.onnx", PIPELINE_SIZE)
     with pytest.raises(PipelineError, match="no seg_ros metadata"):
         Pipeline(model="fplnet", backend="onnxruntime", engine=str(path))
     p = Pipeline(model="fplnet", backend="onnxruntime", engine=str(path), weights=str(weights))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pipeline import SIZE, make_weights
+from weights_helpers import PIPELINE_SIZE, make_weights
 
 from seg_ros.inference import EngineMismatchError, Pipeline
 from seg_ros.inference.engine import (
@@ -109,14 +109,16 @@ def _tensorrt_reason() -> str | None:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_engine_builds_runs_and_matches(tmp_path, monkeypatch, precision) -> None:
     monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
-    weights = make_weights(tmp_path / "fplnet.safetensors")
+    weights = make_weights(
+        tmp_path / "fplnet.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
+    )
     p = Pipeline(
         model="fplnet", weights=str(weights), backend="tensorrt", device="cuda", precision=precision
     )
     assert p.parity.passed
     engine = next((tmp_path / "cache").glob("*.engine"))
     info = read_sidecar(engine)
-    assert info.input_size == list(SIZE) and info.precision == precision
+    assert info.input_size == list(PIPELINE_SIZE) and info.precision == precision
     image = synthetic_scene(80, 120)
     reference = Pipeline(model="fplnet", weights=str(weights))
     assert agreement(p(image).labels, reference(image).labels) >= 0.99

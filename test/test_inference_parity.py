@@ -7,20 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_pipeline import make_weights
+from weights_helpers import PIPELINE_SIZE, make_weights
 
 from seg_ros.inference import ParityError, Pipeline, PipelineError
 from seg_ros.inference.fusion import count_batchnorm, fold_batchnorm
 from seg_ros.inference.parity import agreement, compare_logits, require
 from seg_ros.models import build_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +73,13 @@ def test_parity_guard_rejects_a_wrong_fast_path(tmp_path, monkeypatch) -> None:
     corrupts the conv's other use: a plausible-looking fast path with wrong output."""
     from torch.fx.experimental.optimization import fuse
 
-    weights = make_weights(tmp_path / "rgpnet.safetensors", "rgpnet", "resnet18")
+    weights = make_weights(
+        tmp_path / "rgpnet.safetensors",
+        "rgpnet",
+        "resnet18",
+        input_size=PIPELINE_SIZE,
+        random_bn_stats=True,
+    )
     monkeypatch.setattr(
         "seg_ros.inference.fusion.fold_batchnorm", lambda net: (fuse(net, inplace=False), -1)
     )
@@ -90,7 +88,13 @@ def test_parity_guard_rejects_a_wrong_fast_path(tmp_path, monkeypatch) -> None:
 
 
 def test_parity_guard_passes_and_reports(tmp_path) -> None:
-    weights = make_weights(tmp_path / "rgpnet.safetensors", "rgpnet", "resnet18")
+    weights = make_weights(
+        tmp_path / "rgpnet.safetensors",
+        "rgpnet",
+        "resnet18",
+        input_size=PIPELINE_SIZE,
+        random_bn_stats=True,
+    )
     p = Pipeline(model="rgpnet", weights=str(weights))
     assert p.parity.passed and p.parity.agreement >= 0.999
     assert "labels agree" in p.describe()["parity"]
@@ -146,7 +150,9 @@ def test_sampled_deform_conv_matches_torchvision(stride: int, padding: int, dila
 
 def test_a_path_that_cannot_run_is_a_pipeline_error(tmp_path, monkeypatch) -> None:
     """E.g. a kernel missing for the dtype, or the compiler failing: named, not a raw error."""
-    weights = make_weights(tmp_path / "fplnet.safetensors")
+    weights = make_weights(
+        tmp_path / "fplnet.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
+    )
 
     def broken(self, batch):
         raise RuntimeError("no bf16 kernel for this op")

@@ -26,14 +26,6 @@ CHECK_SIZES = [(64, 96), (65, 97)]  # the second through the dynamic axes, an od
 LOGIT_SCALE = 10.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def classifier(model: torch.nn.Module) -> torch.nn.Module:
     """The last, linear layer that produces the logits."""
     for name in ("classifier", "head"):

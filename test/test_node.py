@@ -11,18 +11,16 @@ import os
 import numpy as np
 import pytest
 from ros_fixtures import (
-    NETWORK_SIZE,
     NodeUnderTest,
     Streamer,
     collected,
     image_msg,
-    make_weights,
     raw_image,
     scene,
-    truncated_copy,
     values,
     wait_for,
 )
+from weights_helpers import NETWORK_SIZE, make_weights, truncated_copy
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
 

@@ -8,7 +8,8 @@ import os
 import time
 
 import pytest
-from ros_fixtures import NodeUnderTest, collected, image_msg, make_weights, scene, values, wait_for
+from ros_fixtures import NodeUnderTest, collected, image_msg, scene, values, wait_for
+from weights_helpers import make_weights
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
 

@@ -6,15 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from ros_fixtures import (
-    NodeProcess,
-    NodeUnderTest,
-    image_msg,
-    make_weights,
-    scene,
-    values,
-    wait_for,
-)
+from ros_fixtures import NodeProcess, NodeUnderTest, image_msg, scene, values, wait_for
+from weights_helpers import make_weights
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from weights_helpers import PIPELINE_SIZE, make_weights
 
 from seg_ros.inference import (
     BackendUnavailableError,
@@ -18,18 +19,7 @@ from seg_ros.inference import (
     PipelineError,
 )
 from seg_ros.labels import CAMVID
-from seg_ros.models import build_model
-from seg_ros.weights import WeightsError, WeightsMetadata, save_weights
-
-SIZE = (64, 96)  # network input: small, so a pipeline builds and runs in well under a second
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from seg_ros.weights import WeightsError
 
 
 @pytest.fixture(autouse=True)
@@ -37,30 +27,13 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
 
 
-def make_weights(path: Path, model: str = "fplnet", variant: str = "full", seed: int = 0) -> Path:
-    """A CamVid-style weights file with non-trivial BatchNorm statistics (so folding shows)."""
-    torch.manual_seed(seed)
-    net = build_model(model, variant, num_classes=CAMVID.num_classes).eval()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    meta = WeightsMetadata(
-        model=model,
-        variant=variant,
-        num_classes=CAMVID.num_classes,
-        dataset="camvid",
-        class_names=list(CAMVID.classes),
-        palette=[list(c) for c in CAMVID.palette],
-        input_size=list(SIZE),
-        training={"note": "test weights"},
-    )
-    return save_weights(path, net.state_dict(), meta)
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("w") / "fplnet.safetensors")
+    return make_weights(
+        tmp_path_factory.mktemp("w") / "fplnet.safetensors",
+        input_size=PIPELINE_SIZE,
+        random_bn_stats=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +64,7 @@ def test_outputs_at_input_resolution(pipeline: Pipeline) -> None:
 
 
 def test_uses_the_weights_size_and_metadata(pipeline: Pipeline, weights: Path) -> None:
-    assert pipeline.input_size == SIZE
+    assert pipeline.input_size == PIPELINE_SIZE
     assert pipeline.metadata.dataset == "camvid"
     assert pipeline.metadata.class_names == list(CAMVID.classes)
     info = pipeline.describe()
@@ -105,8 +78,8 @@ def test_uses_the_weights_size_and_metadata(pipeline: Pipeline, weights: Path) -
 def test_network_resolution_output(weights: Path) -> None:
     p = Pipeline(model="fplnet", weights=str(weights), output_resolution="network")
     result = p(scene(50, 70))
-    assert result.labels.shape == SIZE
-    assert result.overlay.shape == (*SIZE, 3)
+    assert result.labels.shape == PIPELINE_SIZE
+    assert result.overlay.shape == (*PIPELINE_SIZE, 3)
 
 
 def test_network_resolution_labels_resize_to_input_labels(pipeline: Pipeline, weights) -> None:
@@ -239,21 +212,21 @@ def test_pickle_files_are_refused(tmp_path: Path) -> None:
 def test_random_init_runs_and_says_so(caplog, monkeypatch) -> None:
     monkeypatch.setattr("seg_ros.inference.loading.shipped_weights", lambda model: None)
     with caplog.at_level(logging.WARNING, logger="seg_ros.inference"):
-        p = Pipeline(model="fplnet", input_size=SIZE)
+        p = Pipeline(model="fplnet", input_size=PIPELINE_SIZE)
     assert any("RANDOMLY INITIALISED" in r.getMessage() for r in caplog.records)
     assert p.random_init and p.describe()["random_init"] == "true"
     assert p.metadata.num_classes == 19 and p.metadata.dataset == "cityscapes"
     assert p(scene()).labels.max() < 19
     # Deterministic: the same random network in every process.
-    q = Pipeline(model="fplnet", input_size=SIZE)
+    q = Pipeline(model="fplnet", input_size=PIPELINE_SIZE)
     np.testing.assert_array_equal(p(scene()).labels, q(scene()).labels)
 
 
 def test_random_init_size_and_class_count(monkeypatch) -> None:
     monkeypatch.setattr("seg_ros.inference.loading.shipped_weights", lambda model: None)
-    p = Pipeline(model="fplnet", num_classes=11, input_size=SIZE, parity_check=False)
+    p = Pipeline(model="fplnet", num_classes=11, input_size=PIPELINE_SIZE, parity_check=False)
     assert p.metadata.dataset == "camvid" and p.metadata.num_classes == 11
-    q = Pipeline(model="fplnet", num_classes=7, input_size=SIZE, parity_check=False)
+    q = Pipeline(model="fplnet", num_classes=7, input_size=PIPELINE_SIZE, parity_check=False)
     assert q.metadata.num_classes == 7 and len(q.metadata.palette) == 7
     from seg_ros.inference.loading import DEFAULT_INPUT_SIZE
 
@@ -265,7 +238,7 @@ def test_shipped_weights_are_the_default(monkeypatch, weights: Path) -> None:
     p = Pipeline(model="fplnet")
     assert p.weights_path == weights and not p.random_init
     # A variant the shipped file is not for: random init, loudly, not the wrong file.
-    q = Pipeline(model="fplnet", variant="encoder", input_size=SIZE, parity_check=False)
+    q = Pipeline(model="fplnet", variant="encoder", input_size=PIPELINE_SIZE, parity_check=False)
     assert q.random_init and q.metadata.variant == "encoder"
 
 
@@ -273,12 +246,14 @@ def test_warmup_and_models(weights: Path) -> None:
     p = Pipeline(model="fplnet", weights=str(weights))
     p.warmup(1)
     logits = p.logits(scene())
-    assert logits.shape == (1, CAMVID.num_classes, *SIZE) and logits.dtype == np.float32
+    assert logits.shape == (1, CAMVID.num_classes, *PIPELINE_SIZE) and logits.dtype == np.float32
 
 
 @pytest.mark.parametrize(("model", "variant"), [("rgpnet", "resnet18"), ("desanet", "resnet18")])
 def test_other_models_bf16(model: str, variant: str, tmp_path: Path) -> None:
-    w = make_weights(tmp_path / "w.safetensors", model, variant)
+    w = make_weights(
+        tmp_path / "w.safetensors", model, variant, input_size=PIPELINE_SIZE, random_bn_stats=True
+    )
     p = Pipeline(model=model, weights=str(w), precision="bf16")
     result = p(scene(50, 70))
     assert result.labels.shape == (50, 70) and result.labels.max() < CAMVID.num_classes
@@ -309,7 +284,7 @@ def test_read_only_images(pipeline: Pipeline) -> None:
     """Frames wrapped around message buffers are read-only; that must not warn or fail."""
     import warnings
 
-    image = scene(*SIZE)  # the network size: no resize copy in between
+    image = scene(*PIPELINE_SIZE)  # the network size: no resize copy in between
     frozen = image.copy()
     frozen.setflags(write=False)
     with warnings.catch_warnings():
