@@ -8,12 +8,9 @@ by name (``from ros_fixtures import ...``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +21,7 @@ import numpy as np
 import pytest
 
 from seg_ros.ros.dds_tuning import LARGE_DATA_TRANSPORTS
+from seg_ros.ros.node_process import node_command, node_environment, stop_process
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # Generous: a loaded two-core CI machine starts torch, DDS and a model in a node process.
@@ -105,32 +103,15 @@ class Probe:
     """An rclpy node in the test process, spun by a background executor."""
 
     def __init__(self, name: str) -> None:
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+        from seg_ros.ros.background_node import BackgroundNode
 
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._ros = BackgroundNode(name, threads=2)
+        self.node = self._ros.node
+        self._ros.start()
         self._clients: dict[tuple[str, str], Any] = {}
 
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
-
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=10)
+        self._ros.close()
 
     # -- topics
 
@@ -223,37 +204,28 @@ def ros_probe(ros_domain: int) -> Probe:
 
 
 class NodeProcess:
-    """``python -m seg_ros.ros.segmentation_node`` in its own process, logging to a file."""
+    """The segmentation node in its own process, with seg_ros.ros.node_process's command line,
+    environment and stop, logging to log_dir/<name>.log.
+
+    The node writes that file itself, not through node_process.NodeProcess's pipe and reader
+    thread: a test that reads the log finds every line the node has written by then.
+    """
 
     def __init__(
-        self,
-        name: str,
-        params: dict[str, Any],
-        log_dir: Path,
-        namespace: str = "/",
-        remaps: dict[str, str] | None = None,
-        module: str = "seg_ros.ros.segmentation_node",
+        self, name: str, params: dict[str, Any], log_dir: Path, namespace: str = "/"
     ) -> None:
         self.name = name
         self.namespace = namespace
         self.fqn = f"{namespace.rstrip('/')}/{name}"
-        args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
-        if namespace != "/":
-            args += ["-r", f"__ns:={namespace}"]
-        for key, value in (remaps or {}).items():
-            args += ["-r", f"{key}:={value}"]
-        for key, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["-p", f"{key}:={text}"]
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("w")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
         # The node runs the seg_ros this test imports (the checkout), not an installed copy.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
-        )
         self.process = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(log_dir)
+            node_command(name, namespace, params),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=node_environment(),
+            cwd=str(log_dir),
         )
 
     def topic(self, relative: str) -> str:
@@ -268,15 +240,9 @@ class NodeProcess:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, timeout)
         self._log.close()
-        return self.process.returncode
+        return code
 
 
 # ---------------------------------------------------------------- segmentation node helpers

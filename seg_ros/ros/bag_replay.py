@@ -13,12 +13,8 @@ topic on the same domain is never mixed in) unless one is already running.
 from __future__ import annotations
 
 import array
-import contextlib
 import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-NODE_MODULE = "seg_ros.ros.segmentation_node"
+from seg_ros.ros.node_process import NodeProcess, node_command, node_environment
+
 OUTPUT_TOPICS = {
     "labels": "segmentation/labels",
     "color": "segmentation/color",
     "overlay": "segmentation/overlay",
 }
 WARMUP_RESEND_S = 2.0
-STOP_TIMEOUT_S = 20.0
 
 
 class ReplayError(RuntimeError):
@@ -94,49 +90,23 @@ class ReplayStats:
 def ros_environment(start_node: bool) -> None:
     """DDS settings this process (and a node it starts) needs. Images of a few hundred KB need
     Fast DDS' large-data transport; a replay into a node of our own stays on this machine."""
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    from seg_ros.ros.dds_tuning import default_large_data_transport
+
+    default_large_data_transport()
     if start_node:
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
-class NodeProcess:
-    """``python -m seg_ros.ros.segmentation_node`` with a parameters file, logging to a file."""
+def _start_node(name: str, namespace: str, params: dict[str, Any], log_dir: Path) -> NodeProcess:
+    """The segmentation node, configured by a parameters file, logging to log_dir/node.log."""
+    import yaml
 
-    def __init__(self, name: str, namespace: str, params: dict[str, Any], log_dir: Path) -> None:
-        import yaml
-
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / "node.log"
-        params_path = log_dir / "node_params.yaml"
-        # A params file, not -p: YAML quoting keeps paths with ':' or spaces intact.
-        params_path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
-        args = [sys.executable, "-m", NODE_MODULE, "--ros-args", "-r", f"__node:={name}"]
-        args += ["-r", f"__ns:={namespace}", "--params-file", str(params_path)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-        # The node runs the seg_ros this process runs (a source checkout included); the ROS
-        # wheels' bootstrap variables (LD_LIBRARY_PATH, ...) pass through unchanged.
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return int(self.process.returncode)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    params_path = log_dir / "node_params.yaml"
+    # A params file, not -p: YAML quoting keeps paths with ':' or spaces intact.
+    params_path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    command = node_command(name, namespace, params_file=params_path)
+    return NodeProcess(command, log_dir / "node.log", env=node_environment())
 
 
 def _byte_array(data: Any) -> array.array:
@@ -173,10 +143,7 @@ class _Session:
     """The replayer's rclpy node: one publisher, the output subscriptions, /diagnostics."""
 
     def __init__(self, options: ReplayOptions, namespace: str, compressed: bool) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import (
             DurabilityPolicy,
             HistoryPolicy,
@@ -184,17 +151,13 @@ class _Session:
             ReliabilityPolicy,
             qos_profile_sensor_data,
         )
-        from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import CompressedImage, Image
 
+        from seg_ros.ros.background_node import BackgroundNode
+
         self.options = options
-        self.context = Context()
-        # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, so the caller's cleanup
-        # (stopping the node it started) runs.
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node(
-            f"seg_bag_replay_{os.getpid()}", namespace=namespace, context=self.context
-        )
+        self._ros = BackgroundNode(f"seg_bag_replay_{os.getpid()}", namespace)
+        self.node = self._ros.node
         topic = "image/compressed" if compressed else "image"
         # What a camera driver offers: sensor data QoS.
         self.publisher = self.node.create_publisher(
@@ -222,16 +185,7 @@ class _Session:
         self.status_names = {f"{fqn}: segmentation", f"{options.node_name}: segmentation"}
         self.diagnostics: tuple[int, dict[str, str]] | None = None
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="seg_bag_replay", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+        self._ros.start("seg_bag_replay")
 
     def _receiver(self, name: str) -> Callable[[Any], None]:
         def receive(msg: Any) -> None:
@@ -269,12 +223,7 @@ class _Session:
         )
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=10)
+        self._ros.close()
 
 
 def replay(
@@ -307,7 +256,7 @@ def replay(
         params["input_transport"] = "compressed" if first.compressed else "raw"
         for output in OUTPUT_TOPICS:
             params[f"publish_{output}"] = output in options.outputs
-        node = NodeProcess(name, namespace, params, log_dir)
+        node = _start_node(name, namespace, params, log_dir)
         stats.node_log = str(node.log_path)
     session = None
     try:

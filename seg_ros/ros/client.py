@@ -7,7 +7,6 @@ a frame's labels, colour mask and overlay arrive together in one ``Result``.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -45,12 +44,12 @@ class SegmentationClient:
         on_result: Callable[[Result], None] | None = None,
         diagnostics_name: str | None = None,
     ) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image
+
+        from seg_ros.ros.background_node import BackgroundNode
+        from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
         self.outputs = outputs
         self.transport, self.compressed_format = transport, compressed_format
@@ -62,13 +61,9 @@ class SegmentationClient:
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_level: bytes | None = None
         self.diagnostics_message = ""
-
-        from seg_ros.ros.dds_tuning import apply_fastdds_profile
-
         apply_fastdds_profile()  # our input frames are large reliable samples too
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(node_name, namespace=namespace, context=self.context)
+        self._ros = BackgroundNode(node_name, namespace)
+        self.node = self._ros.node
         # Reliable: a best-effort node input still matches, and nothing is lost on the way.
         qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
@@ -85,16 +80,7 @@ class SegmentationClient:
             for name in outputs
         ]
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name="seg_client", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        with contextlib.suppress(ExternalShutdownException):
-            self.executor.spin()
+        self._ros.start("seg_client")
 
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
@@ -158,9 +144,4 @@ class SegmentationClient:
                 self.diagnostics_message = status.message
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
+        self._ros.close(join_timeout=5)

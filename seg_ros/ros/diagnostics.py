@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from seg_ros.ros.stats import LatencyWindow
+from seg_ros.ros.stats import LATENCY_STAGES, LatencyWindow, latency_key
 
 OK, WARN, ERROR, STALE = (
     DiagnosticStatus.OK,
@@ -20,17 +20,6 @@ OK, WARN, ERROR, STALE = (
 )
 # diagnostic_updater's FrequencyStatus default: 10% below the target is still acceptable.
 RATE_TOLERANCE = 0.1
-# The node's own work around the pipeline's three stages: decode (message -> array) and
-# publish (arrays -> messages -> DDS), then the end-to-end spans.
-LATENCY_STAGES = (
-    ("decode", "decode"),
-    ("preprocess", "preprocess"),
-    ("inference", "inference"),
-    ("postprocess", "postprocess"),
-    ("publish", "publish"),
-    ("receipt_to_publish", "receipt to publish"),
-    ("stamp_to_publish", "stamp to publish"),
-)
 
 
 @dataclass
@@ -73,7 +62,7 @@ def latency_values(latency: LatencyWindow) -> list[tuple[str, str]]:
     for stage, label in LATENCY_STAGES:
         p = latency.percentiles(stage)
         for key in ("p50", "p90", "p99", "max"):
-            out.append((f"Latency {label} {key} (ms)", "n/a" if p is None else f"{p[key]:.2f}"))
+            out.append((latency_key(label, key), "n/a" if p is None else f"{p[key]:.2f}"))
     return out
 
 

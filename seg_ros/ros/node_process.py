@@ -1,7 +1,8 @@
 """Run the segmentation node in a process of its own, as a user's launch would.
 
-For tools that drive the node over DDS (seg-demo, the node benchmark): the node gets its own
-interpreter, executor and GIL, so what they measure is what a separate camera driver sees.
+For tools that drive the node over DDS (seg-demo, the node benchmark, seg-bag-eval's live
+replay) and the ROS tests: the node gets its own interpreter, executor and GIL, so what they
+measure is what a separate camera driver sees.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 NODE_MODULE = "seg_ros.ros.segmentation_node"
+# The tree this seg_ros was imported from: a source checkout, or site-packages.
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def node_command(
@@ -37,6 +40,30 @@ def node_command(
     if log_level:
         cmd += ["--log-level", log_level]
     return cmd
+
+
+def node_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) for a node whose output goes to a log
+    file: unbuffered, uncoloured, and running the seg_ros this process runs (a source checkout
+    included) rather than another copy on the path. The ROS wheels' bootstrap variables
+    (LD_LIBRARY_PATH, ...) pass through unchanged, so rclpy imports there too."""
+    env = dict(os.environ if base is None else base)
+    env.update(PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    path = (str(IMPORT_ROOT), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
+    return env
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> int:
+    """SIGINT (the node deactivates and exits cleanly), SIGKILL if it does not in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 class NodeProcess:
@@ -87,13 +114,6 @@ class NodeProcess:
         return "".join(list(self._tail)[-lines:])
 
     def stop(self, timeout: float = 20.0) -> int:
-        """SIGINT (the node deactivates and exits cleanly), SIGKILL if it does not."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop_process(self.process, timeout)
         self._reader.join(timeout=5)
-        return self.process.returncode
+        return code

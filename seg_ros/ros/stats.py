@@ -1,4 +1,9 @@
-"""Rates and latency percentiles for the diagnostics, kept over sliding windows."""
+"""Rates and latency percentiles for the diagnostics, kept over sliding windows, and the
+names the latencies are published under.
+
+No ROS imports: the tools that read the node's diagnostics (seg-demo, the node benchmark) take
+the names from here too.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,24 @@ from collections import deque
 import numpy as np
 
 PERCENTILES = (50, 90, 99)
+# The node's LatencyWindow stages and their labels in the diagnostics: the node's own work
+# around the pipeline's three stages, decode (message -> array) and publish (arrays ->
+# messages -> DDS), then the end-to-end spans.
+LATENCY_STAGES = (
+    ("decode", "decode"),
+    ("preprocess", "preprocess"),
+    ("inference", "inference"),
+    ("postprocess", "postprocess"),
+    ("publish", "publish"),
+    ("receipt_to_publish", "receipt to publish"),
+    ("stamp_to_publish", "stamp to publish"),
+)
+LATENCY_LABELS = tuple(label for _, label in LATENCY_STAGES)
+
+
+def latency_key(label: str, statistic: str) -> str:
+    """The diagnostics key of one latency figure: ``statistic`` is p50, p90, p99 or max."""
+    return f"Latency {label} {statistic} (ms)"
 
 
 class RateMeter:

@@ -508,6 +508,8 @@ def _summary(
     writer: PngWriter,
     out: Path,
 ) -> None:
+    from seg_ros.ros.stats import LATENCY_LABELS, latency_key
+
     source = args.input or f"synthetic street {args.width}x{args.height}"
     segmented = len(latencies)
     print()
@@ -527,16 +529,8 @@ def _summary(
         f"{diag.get('Bad inputs', '?')} bad"
     )
     print(f"  latency ms {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
-    for stage in (
-        "decode",
-        "preprocess",
-        "inference",
-        "postprocess",
-        "publish",
-        "receipt to publish",
-        "stamp to publish",
-    ):
-        keys = [f"Latency {stage} {p} (ms)" for p in ("p50", "p90", "p99", "max")]
+    for stage in LATENCY_LABELS:
+        keys = [latency_key(stage, p) for p in ("p50", "p90", "p99", "max")]
         if all(k in diag and diag[k] != "n/a" for k in keys):
             print(f"  {stage:<22}" + " ".join(f"{float(diag[k]):8.1f}" for k in keys))
     print(f"  {'stamp to result (demo)':<22}{_percentiles(latencies)}")

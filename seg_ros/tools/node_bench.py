@@ -141,6 +141,7 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
 
     from seg_ros.inference.pipeline import Pipeline
     from seg_ros.ros.parameters import NodeSettings
+    from seg_ros.ros.stats import LATENCY_LABELS, latency_key
 
     torch.set_num_threads(args.threads)
     node = NodeRunner(args, Path("out") / "node_bench_node.log")
@@ -178,16 +179,8 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
     out["paired_median_extra_ms"] = float(np.median(paired))
     out["node_stages_p50_ms"] = {
         stage: float(diag[key])
-        for stage in (
-            "decode",
-            "preprocess",
-            "inference",
-            "postprocess",
-            "publish",
-            "receipt to publish",
-            "stamp to publish",
-        )
-        if diag.get(key := f"Latency {stage} p50 (ms)", "n/a") != "n/a"
+        for stage in LATENCY_LABELS
+        if diag.get(key := latency_key(stage, "p50"), "n/a") != "n/a"
     }
     out["dropped"] = diag.get("Frames dropped", "?")
     return out
