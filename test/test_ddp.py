@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import yaml
+from training_helpers import tiny_recipe
 
 from seg_ros.paths import SOURCE_ROOT
 from seg_ros.training.synthetic import write_camvid
@@ -25,25 +26,8 @@ pytestmark = pytest.mark.skipif(
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     root = write_camvid(tmp_path / "camvid", {"train": 8, "val": 3})
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "model": "fplnet",
-                "variant": "encoder",
-                "dataset": "camvid",
-                "data_root": str(root),
-                "epochs": 2,
-                "batch_size": 2,
-                "lr": 0.01,
-                "crop": [32, 48],
-                "scale": [1.0, 1.0],
-                "loss": {"main": ["ce"], "class_weights": "enet"},
-                "amp": "off",
-                "log_every": 1,
-                "output": str(tmp_path / "run"),
-            }
-        )
-    )
+    # Its stderr is a pipe, so progress_bar=False changes nothing here.
+    recipe.write_text(yaml.safe_dump(tiny_recipe(root, tmp_path / "run", log_every=1)))
     # The whole environment goes through: the venv's ROS bootstrap re-executes Python with
     # LD_LIBRARY_PATH, which the children must inherit.
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -3,6 +3,8 @@ give fp32 eager's labels, and a guard that refuses one that does not."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -68,34 +70,31 @@ def test_agreement() -> None:
         agreement(a, b[:2])
 
 
-def test_parity_guard_rejects_a_wrong_fast_path(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def rgpnet_weights(tmp_path) -> Path:
+    return make_weights(
+        tmp_path / "rgpnet.safetensors",
+        "rgpnet",
+        "resnet18",
+        input_size=PIPELINE_SIZE,
+        random_bn_stats=True,
+    )
+
+
+def test_parity_guard_rejects_a_wrong_fast_path(rgpnet_weights, monkeypatch) -> None:
     """torch.fx's conv-BN fusion folds a BN into RGPNet's weight-shared decoder conv, which
     corrupts the conv's other use: a plausible-looking fast path with wrong output."""
     from torch.fx.experimental.optimization import fuse
 
-    weights = make_weights(
-        tmp_path / "rgpnet.safetensors",
-        "rgpnet",
-        "resnet18",
-        input_size=PIPELINE_SIZE,
-        random_bn_stats=True,
-    )
     monkeypatch.setattr(
         "seg_ros.inference.fusion.fold_batchnorm", lambda net: (fuse(net, inplace=False), -1)
     )
     with pytest.raises(ParityError, match="parity check failed"):
-        Pipeline(model="rgpnet", weights=str(weights))
+        Pipeline(model="rgpnet", weights=str(rgpnet_weights))
 
 
-def test_parity_guard_passes_and_reports(tmp_path) -> None:
-    weights = make_weights(
-        tmp_path / "rgpnet.safetensors",
-        "rgpnet",
-        "resnet18",
-        input_size=PIPELINE_SIZE,
-        random_bn_stats=True,
-    )
-    p = Pipeline(model="rgpnet", weights=str(weights))
+def test_parity_guard_passes_and_reports(rgpnet_weights) -> None:
+    p = Pipeline(model="rgpnet", weights=str(rgpnet_weights))
     assert p.parity.passed and p.parity.agreement >= 0.999
     assert "labels agree" in p.describe()["parity"]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import tiny_recipe
 
 from seg_ros.training.config import TrainConfig
 from seg_ros.training.synthetic import write_camvid
@@ -31,24 +32,7 @@ def camvid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(root: Path, output: Path, **overrides: object) -> TrainConfig:
-    data = {
-        "model": "fplnet",
-        "variant": "encoder",
-        "dataset": "camvid",
-        "data_root": str(root),
-        "epochs": 2,
-        "batch_size": 2,
-        "lr": 0.01,
-        "crop": [32, 48],
-        "scale": [1.0, 1.0],
-        "loss": {"main": ["ce"], "class_weights": "enet"},
-        "amp": "off",
-        "log_every": 100,
-        "progress_bar": False,
-        "output": str(output),
-    }
-    data.update(overrides)
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(tiny_recipe(root, output, **overrides))
 
 
 def test_two_epochs_lower_the_loss_and_write_loadable_files(

@@ -10,6 +10,7 @@ from std_msgs.msg import Header
 
 from seg_ros.image_codec import (
     DecodedImage,
+    ImageFields,
     decode_compressed_msg,
     decode_image_msg,
     encode_compressed,
@@ -31,8 +32,7 @@ def _byte_array(data: np.ndarray) -> array.array:
     return out
 
 
-def to_image_msg(image: np.ndarray, encoding: str, header: Header) -> Image:
-    fields = encode_image(image, encoding)
+def _image_msg(fields: ImageFields, header: Header, data: array.array) -> Image:
     msg = Image(
         header=header,
         height=fields.height,
@@ -41,8 +41,13 @@ def to_image_msg(image: np.ndarray, encoding: str, header: Header) -> Image:
         is_bigendian=fields.is_bigendian,
         step=fields.step,
     )
-    msg.data = _byte_array(fields.data)
+    msg.data = data
     return msg
+
+
+def to_image_msg(image: np.ndarray, encoding: str, header: Header) -> Image:
+    fields = encode_image(image, encoding)
+    return _image_msg(fields, header, _byte_array(fields.data))
 
 
 class ReusedImageBuffer:
@@ -62,16 +67,7 @@ class ReusedImageBuffer:
         if len(self._data) != fields.data.size:
             self._data = array.array("B", bytes(fields.data.size))
         np.copyto(np.frombuffer(self._data, np.uint8), fields.data)
-        msg = Image(
-            header=header,
-            height=fields.height,
-            width=fields.width,
-            encoding=fields.encoding,
-            is_bigendian=fields.is_bigendian,
-            step=fields.step,
-        )
-        msg.data = self._data
-        return msg
+        return _image_msg(fields, header, self._data)
 
 
 def to_compressed_msg(
