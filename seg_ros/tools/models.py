@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_row(rows: list[dict], header: bool) -> None:
     row = rows[-1]
     keys = list(row)
-    widths = [max(len(k), 10) for k in keys]
+    # Rows print as they are measured, so widths are fixed before the longest value is seen.
+    widths = [max(len(k), 12) for k in keys]
     if header:
         print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
         print("-|-".join("-" * w for w in widths))
