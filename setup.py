@@ -72,7 +72,6 @@ setup(
     maintainer_email="dev@seg-ros.local",
     description="Real-time semantic segmentation for ROS 2 (FPLNet, RGPNet, DESANet).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "segmentation_node = seg_ros.ros.segmentation_node:main",
