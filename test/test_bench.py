@@ -11,8 +11,7 @@ from seg_ros.tools import bench
 
 
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
+def _env(monkeypatch):
     monkeypatch.setattr("seg_ros.inference.loading.shipped_weights", lambda model: None)
     threads = torch.get_num_threads()
     yield

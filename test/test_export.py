@@ -24,11 +24,6 @@ from seg_ros.weights import read_metadata
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     return make_weights(

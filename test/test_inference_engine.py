@@ -107,8 +107,7 @@ def _tensorrt_reason() -> str | None:
 
 @pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_tensorrt_engine_builds_runs_and_matches(tmp_path, monkeypatch, precision) -> None:
-    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
+def test_tensorrt_engine_builds_runs_and_matches(tmp_path, precision) -> None:
     weights = make_weights(
         tmp_path / "fplnet.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
     )

@@ -17,11 +17,6 @@ from seg_ros.inference.parity import agreement, compare_logits, require
 from seg_ros.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
-
-
 def smooth_logits(classes: int = 11, h: int = 32, w: int = 48, seed: int = 0) -> np.ndarray:
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randn(1, classes, max(2, h // 8), max(2, w // 8), generator=g) * 5

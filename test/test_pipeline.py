@@ -22,11 +22,6 @@ from seg_ros.labels import CAMVID
 from seg_ros.weights import WeightsError
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
     return make_weights(
