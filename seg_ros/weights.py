@@ -93,6 +93,20 @@ def save_weights(path: str | Path, state_dict: dict, metadata: WeightsMetadata) 
     return path
 
 
+def save_half_weights(source: str | Path, path: str | Path) -> Path:
+    """Copy a weights file with its floating-point parameters stored as fp16: half the size on
+    disk (how the larger shipped networks sit in models/), loaded into fp32 networks as usual.
+    BatchNorm statistics stay fp32: small running variances would lose their precision."""
+    state, meta = load_weights(source)
+    half = {
+        k: v.half()
+        if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))
+        else v
+        for k, v in state.items()
+    }
+    return save_weights(path, half, meta)
+
+
 def read_metadata(path: str | Path) -> WeightsMetadata:
     """Read only the header: cheap, and enough to know the model before building it."""
     from safetensors import safe_open

@@ -19,7 +19,7 @@ from seg_ros.inference.backends.onnxruntime_backend import argmax_nchw, provider
 from seg_ros.inference.export import export_onnx, onnx_opset, read_onnx_metadata
 from seg_ros.inference.parity import agreement, synthetic_scene
 from seg_ros.tools import export as seg_export
-from seg_ros.weights import read_metadata
+from seg_ros.weights import load_model, read_metadata
 
 pytest.importorskip("onnxruntime")
 
@@ -49,7 +49,6 @@ def test_onnxruntime_pipeline_matches_torch(weights: Path, tmp_path: Path) -> No
 
 
 def test_exported_file_carries_metadata_and_drives_a_pipeline(weights, tmp_path) -> None:
-    from seg_ros.weights import load_model
 
     net, meta = load_model(weights)
     path = export_onnx(net, tmp_path / "f.onnx", PIPELINE_SIZE, metadata=meta)
@@ -74,7 +73,6 @@ def test_exported_file_carries_metadata_and_drives_a_pipeline(weights, tmp_path)
 
 
 def test_onnx_without_metadata_needs_weights(weights, tmp_path) -> None:
-    from seg_ros.weights import load_model
 
     net, _ = load_model(weights)
     path = export_onnx(net, tmp_path / "bare.onnx", PIPELINE_SIZE)
@@ -154,3 +152,29 @@ def test_onnxruntime_cuda_is_never_silently_cpu(weights) -> None:
 def test_plane_argmax_matches_numpy() -> None:
     logits = np.random.default_rng(0).normal(size=(1, 7, 9, 11)).astype(np.float32)
     np.testing.assert_array_equal(argmax_nchw(logits), logits[0].argmax(0))
+
+
+def test_fp16_weights_copy(weights: Path, tmp_path: Path, capsys) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "half.safetensors"
+    argv = ["--model", "fplnet", "--weights", str(weights), "--fp16-weights", str(out)]
+    assert seg_export.main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert out.stat().st_size < 0.6 * weights.stat().st_size
+    assert read_metadata(out) == read_metadata(weights)
+    with safe_open(str(out), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    assert {d for k, d in dtypes.items() if k.endswith("running_var")} == {"F32"}
+    assert "F16" in dtypes.values()
+    full, _ = load_model(weights)
+    half, _ = load_model(out)
+    assert next(half.parameters()).dtype == torch.float32  # loads into an fp32 network
+    x = torch.from_numpy(synthetic_scene(*PIPELINE_SIZE)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a, b = full.eval()(x), half.eval()(x)
+    assert agreement(a.argmax(1).numpy(), b.argmax(1).numpy()) >= 0.999
+    # A file for another model is refused before anything is written.
+    bad = ["--model", "rgpnet", "--weights", str(weights), "--fp16-weights", str(tmp_path / "r")]
+    assert seg_export.main(bad) == 2
+    assert "'fplnet' weights" in capsys.readouterr().err and not (tmp_path / "r").exists()

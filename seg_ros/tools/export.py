@@ -1,8 +1,9 @@
-"""seg-export: weights -> ONNX (fixed or dynamic size) and -> TensorRT engine.
+"""seg-export: weights -> ONNX (fixed or dynamic size), -> TensorRT engine, -> fp16 weights.
 
 seg-export --model fplnet --weights models/fplnet_camvid.safetensors --onnx fplnet.onnx
 seg-export --model rgpnet --variant resnet18 --weights w.safetensors --onnx r18.onnx --dynamic
 seg-export --model desanet --weights w.safetensors --onnx d.onnx --tensorrt d.engine --fp16
+seg-export --model rgpnet --weights w.safetensors --fp16-weights models/rgpnet_camvid.safetensors
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace in GiB")
     p.add_argument("--device", default="cuda", help="CUDA device for the engine (cuda:N)")
     p.add_argument("--check", action="store_true", help="check ONNX Runtime against PyTorch")
+    p.add_argument(
+        "--fp16-weights",
+        type=Path,
+        help="write a copy of --weights with fp16 parameters (half the size; loads as fp32)",
+    )
     return p.parse_args(argv)
 
 
@@ -64,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="seg-export: %(message)s")
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.loading import load_network
+    from seg_ros.weights import WeightsError
 
     try:
+        if args.fp16_weights is not None:
+            half_weights(args)
         if args.onnx is None and args.tensorrt is None:
-            raise PipelineError("nothing to do: give --onnx and/or --tensorrt")
+            if args.fp16_weights is not None:
+                return 0
+            raise PipelineError("nothing to do: give --onnx, --tensorrt and/or --fp16-weights")
         if args.dynamic and args.tensorrt is not None:
             raise PipelineError("TensorRT engines are built for one size; drop --dynamic")
         loaded = load_network(args.model, args.variant, args.weights, args.num_classes)
@@ -90,10 +101,24 @@ def main(argv: list[str] | None = None) -> int:
                 loaded.metadata.to_strings(),
             )
             print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
-    except (PipelineError, ValueError, OSError) as e:
+    except (PipelineError, WeightsError, ValueError, OSError) as e:
         print(f"seg-export: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def half_weights(args: argparse.Namespace) -> None:
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.weights import read_metadata, save_half_weights
+
+    if args.weights is None:
+        raise PipelineError("--fp16-weights needs --weights")
+    meta = read_metadata(args.weights)
+    if meta.model != args.model:
+        raise PipelineError(f"{args.weights} holds {meta.model!r} weights, not {args.model!r}")
+    out = save_half_weights(args.weights, args.fp16_weights)
+    size = Path(args.weights).stat().st_size, out.stat().st_size
+    print(f"wrote {out} ({size[1] / 1e6:.1f} MB, from {size[0] / 1e6:.1f} MB)")
 
 
 def export(loaded, onnx_path: Path, size: tuple[int, int], args: argparse.Namespace) -> None:
