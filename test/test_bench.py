@@ -56,7 +56,7 @@ def test_bench_json_and_table(tmp_path, capsys) -> None:
 
 def test_bench_with_images_and_weights(tmp_path, capsys) -> None:
     import cv2
-    from weights_helpers import PIPELINE_SIZE, make_weights
+    from weights_helpers import pipeline_weights
 
     from seg_ros.inference.parity import synthetic_scene
 
@@ -64,9 +64,7 @@ def test_bench_with_images_and_weights(tmp_path, capsys) -> None:
     folder.mkdir()
     for i in range(3):
         cv2.imwrite(str(folder / f"{i}.png"), synthetic_scene(40, 60, seed=i))
-    weights = make_weights(
-        tmp_path / "w.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
-    )
+    weights = pipeline_weights(tmp_path / "w.safetensors")
     argv = ["--models", "fplnet:full", "--sizes", "64x96", "--iterations", "1", "--warmup", "0",
             "--images", str(folder), "--weights", f"fplnet={weights}",
             "--threads", "1"]  # fmt: skip

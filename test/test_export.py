@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from weights_helpers import PIPELINE_SIZE, make_weights
+from weights_helpers import PIPELINE_SIZE, pipeline_weights
 
 from seg_ros.inference import (
     BackendUnavailableError,
@@ -26,11 +26,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(
-        tmp_path_factory.mktemp("w") / "fplnet.safetensors",
-        input_size=PIPELINE_SIZE,
-        random_bn_stats=True,
-    )
+    return pipeline_weights(tmp_path_factory.mktemp("w") / "fplnet.safetensors")
 
 
 def test_onnxruntime_pipeline_matches_torch(weights: Path, tmp_path: Path) -> None:

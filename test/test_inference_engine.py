@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from weights_helpers import PIPELINE_SIZE, make_weights
+from weights_helpers import PIPELINE_SIZE, pipeline_weights
 
 from seg_ros.inference import EngineMismatchError, Pipeline
 from seg_ros.inference.engine import (
@@ -108,9 +108,7 @@ def _tensorrt_reason() -> str | None:
 @pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_engine_builds_runs_and_matches(tmp_path, precision) -> None:
-    weights = make_weights(
-        tmp_path / "fplnet.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
-    )
+    weights = pipeline_weights(tmp_path / "fplnet.safetensors")
     p = Pipeline(
         model="fplnet", weights=str(weights), backend="tensorrt", device="cuda", precision=precision
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from weights_helpers import PIPELINE_SIZE, make_weights
+from weights_helpers import pipeline_weights
 
 from seg_ros.inference import ParityError, Pipeline, PipelineError
 from seg_ros.inference.fusion import count_batchnorm, fold_batchnorm
@@ -67,13 +67,7 @@ def test_agreement() -> None:
 
 @pytest.fixture
 def rgpnet_weights(tmp_path) -> Path:
-    return make_weights(
-        tmp_path / "rgpnet.safetensors",
-        "rgpnet",
-        "resnet18",
-        input_size=PIPELINE_SIZE,
-        random_bn_stats=True,
-    )
+    return pipeline_weights(tmp_path / "rgpnet.safetensors", "rgpnet", "resnet18")
 
 
 def test_parity_guard_rejects_a_wrong_fast_path(rgpnet_weights, monkeypatch) -> None:
@@ -144,9 +138,7 @@ def test_sampled_deform_conv_matches_torchvision(stride: int, padding: int, dila
 
 def test_a_path_that_cannot_run_is_a_pipeline_error(tmp_path, monkeypatch) -> None:
     """E.g. a kernel missing for the dtype, or the compiler failing: named, not a raw error."""
-    weights = make_weights(
-        tmp_path / "fplnet.safetensors", input_size=PIPELINE_SIZE, random_bn_stats=True
-    )
+    weights = pipeline_weights(tmp_path / "fplnet.safetensors")
 
     def broken(self, batch):
         raise RuntimeError("no bf16 kernel for this op")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from weights_helpers import PIPELINE_SIZE, make_weights
+from weights_helpers import PIPELINE_SIZE, pipeline_weights
 
 from seg_ros.inference import (
     BackendUnavailableError,
@@ -24,11 +24,7 @@ from seg_ros.weights import WeightsError
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(
-        tmp_path_factory.mktemp("w") / "fplnet.safetensors",
-        input_size=PIPELINE_SIZE,
-        random_bn_stats=True,
-    )
+    return pipeline_weights(tmp_path_factory.mktemp("w") / "fplnet.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +242,7 @@ def test_warmup_and_models(weights: Path) -> None:
 
 @pytest.mark.parametrize(("model", "variant"), [("rgpnet", "resnet18"), ("desanet", "resnet18")])
 def test_other_models_bf16(model: str, variant: str, tmp_path: Path) -> None:
-    w = make_weights(
-        tmp_path / "w.safetensors", model, variant, input_size=PIPELINE_SIZE, random_bn_stats=True
-    )
+    w = pipeline_weights(tmp_path / "w.safetensors", model, variant)
     p = Pipeline(model=model, weights=str(w), precision="bf16")
     result = p(scene(50, 70))
     assert result.labels.shape == (50, 70) and result.labels.max() < CAMVID.num_classes

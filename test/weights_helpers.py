@@ -63,3 +63,9 @@ def truncated_copy(good: Path, path: Path) -> Path:
     data = good.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def pipeline_weights(path: Path, model: str = "fplnet", variant: str | None = None) -> Path:
+    """Weights the pipeline tests run: PIPELINE_SIZE, BatchNorm statistics randomised so a
+    wrong fold or fast path changes labels."""
+    return make_weights(path, model, variant, input_size=PIPELINE_SIZE, random_bn_stats=True)
