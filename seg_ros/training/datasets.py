@@ -184,11 +184,15 @@ def _pairs(image_dir: Path, label_dir: Path, label_name: Callable[[Path], str]) 
 
 
 def camvid(root: str | Path, split: str = "train", **kwargs: object) -> SegmentationDataset:
-    """CamVid in the SegNet layout: ``train/``, ``trainannot/``, ... ; id 11 (void) ignored."""
+    """CamVid in the SegNet layout: ``train/``, ``trainannot/``, ... ; id 11 (void) ignored.
+    Splits join with ``+`` (``train+val``)."""
     root = Path(root)
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     lut[: CAMVID.num_classes] = np.arange(CAMVID.num_classes)
-    pairs = _pairs(root / split, root / f"{split}annot", lambda p: p.with_suffix(".png").name)
+    # "train+val": the final model of a schedule fixed on train/val is trained on both.
+    pairs = []
+    for part in split.split("+"):
+        pairs += _pairs(root / part, root / f"{part}annot", lambda p: p.with_suffix(".png").name)
     return SegmentationDataset(pairs, CAMVID, lut, name=f"camvid/{split}", **kwargs)
 
 
