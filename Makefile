@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # ament_index lookups (launch files, shipped weights) must find the venv as an install prefix.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
-# Large frames between processes need Fast DDS's LARGE_DATA transports: seg-demo, the launch
-# file and the node's test fixtures set a tuned value themselves unless the user set one.
+# No DDS variables here: seg_ros' own processes tune their Fast DDS participant themselves
+# (seg_ros/ros/dds_tuning.py) and stay compatible with default-configured peers.
 
 .PHONY: setup install demo test lint format
 

@@ -84,6 +84,7 @@ setup(
             "seg-make-bag = seg_ros.tools.make_bag:main",
             "seg-models = seg_ros.tools.models:main",
             "seg-node-bench = seg_ros.tools.node_bench:main",
+            "seg-dds-bench = seg_ros.tools.dds_bench:main",
         ],
     },
 )

@@ -8,13 +8,10 @@ Parameters come from ``params_file`` (config/segmentation.yaml by default); the 
 arguments override it only when given, so a params file that picks rgpnet is not silently
 overridden by an argument's default.
 
-Large images between processes: Fast DDS sends best-effort samples over UDP in fragments, and
-one lost fragment loses the frame, so at 1024x2048 almost every frame is lost. This launch
-sets FASTDDS_BUILTIN_TRANSPORTS to LARGE_DATA (shared memory on one host, TCP across hosts,
-with an 8 MB message size) for the processes it starts, unless the variable is already set.
-Give the camera driver the same setting; across hosts both ends need LARGE_DATA, or set
-FASTDDS_BUILTIN_TRANSPORTS=DEFAULT for all. (The node itself also shortens Fast DDS' 3 s
-heartbeat, see seg_ros/ros/dds_tuning.py.)
+Large images: the node gives its own DDS participant a larger shared-memory segment (and a
+shorter heartbeat) when you have no Fast DDS profile of your own, so full-size outputs reach
+default-configured peers (RViz, rosbag2, the ros2 CLI); this launch sets no DDS variable for
+anyone. See seg_ros/ros/dds_tuning.py and the README for what a camera needs at large sizes.
 """
 
 from __future__ import annotations
@@ -22,16 +19,14 @@ from __future__ import annotations
 import tempfile
 
 import yaml
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from seg_ros.ros.dds_tuning import LARGE_DATA_TRANSPORTS
 
 PACKAGE = "seg_ros"
 # Launch arguments that override the params file when not empty.
@@ -82,7 +77,6 @@ def _nodes(context: LaunchContext) -> list[Node]:
         remappings=[("image", image_topic), ("image/compressed", f"{image_topic}/compressed")],
         ros_arguments=["--log-level", arg("log_level")],
         output="screen",
-        emulate_tty=True,
     )
     if not IfCondition(LaunchConfiguration("use_rviz")).evaluate(context):
         return [segmentation]
@@ -119,12 +113,6 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             *_arguments(),
-            SetEnvironmentVariable(
-                "FASTDDS_BUILTIN_TRANSPORTS",
-                EnvironmentVariable(
-                    "FASTDDS_BUILTIN_TRANSPORTS", default_value=LARGE_DATA_TRANSPORTS
-                ),
-            ),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seg_ros.ros.dds_tuning import LARGE_DATA_TRANSPORTS
+from seg_ros.ros.dds_tuning import PROFILE_VARIABLES
 from seg_ros.ros.node_process import node_command, node_environment, stop_process
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -31,17 +31,17 @@ WAIT_TIMEOUT = 45.0
 
 @pytest.fixture(scope="session", autouse=True)
 def ros_domain() -> int:
-    """A ROS_DOMAIN_ID of this session's own, localhost-only discovery, and Fast DDS' large
-    data transport, for this process and every node it starts, so concurrent test runs on
-    one machine never see each other's topics."""
+    """A ROS_DOMAIN_ID of this session's own and localhost-only discovery, for this process
+    and every node it starts, so concurrent test runs on one machine never see each other's
+    topics. No Fast DDS variables: the node must work with default-configured peers."""
     domain = random.Random().randint(100, 200)
     saved = {k: os.environ.get(k) for k in _ENV}
     os.environ.update(
         ROS_DOMAIN_ID=str(domain),
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA_TRANSPORTS,
     )
-    os.environ.pop("ROS_STATIC_PEERS", None)
+    for key in ("ROS_STATIC_PEERS", "FASTDDS_BUILTIN_TRANSPORTS", *PROFILE_VARIABLES):
+        os.environ.pop(key, None)
     yield domain
     for key, value in saved.items():
         if value is None:
@@ -55,6 +55,7 @@ _ENV = (
     "ROS_AUTOMATIC_DISCOVERY_RANGE",
     "FASTDDS_BUILTIN_TRANSPORTS",
     "ROS_STATIC_PEERS",
+    *PROFILE_VARIABLES,
 )
 
 

@@ -29,7 +29,8 @@ class PipelineConfig:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     # ONNX file (onnxruntime) or TensorRT engine path; None = export/build one on the fly.
     engine: str | None = None
-    # Network (height, width); None = the weights' input_size (512x1024 without weights).
+    # Network (height, width); None = the weights' input_size (512x1024 without weights). One
+    # side 0 = that side follows the other with the weights' aspect ratio.
     input_size: tuple[int, int] | None = None
     output_resolution: str = "input"  # "input" | "network"
     overlay_alpha: float = 0.5
@@ -69,11 +70,13 @@ class PipelineConfig:
                 isinstance(size, (tuple, list))
                 and len(size) == 2
                 and all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-                and min(size) >= MIN_SIDE
+                and all(s == 0 or s >= MIN_SIDE for s in size)
+                and max(size) > 0
             )
             if not ok:
                 raise ConfigError(
-                    f"input_size must be (height, width) with integers >= {MIN_SIDE}, got {size!r}"
+                    f"input_size must be (height, width) with integers >= {MIN_SIDE} (one of "
+                    f"them may be 0: it then follows the weights' aspect ratio), got {size!r}"
                 )
             self.input_size = (int(size[0]), int(size[1]))
         if not isinstance(self.overlay_alpha, (int, float)) or not 0 <= self.overlay_alpha <= 1:

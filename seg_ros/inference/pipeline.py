@@ -23,7 +23,7 @@ import numpy as np
 
 from seg_ros.inference import postprocess, preprocess
 from seg_ros.inference.backends.base import Backend
-from seg_ros.inference.config import PipelineConfig
+from seg_ros.inference.config import MIN_SIDE, PipelineConfig
 from seg_ros.inference.errors import (
     ConfigError,
     PipelineError,
@@ -150,6 +150,8 @@ class Pipeline:
 
                 fixed = tuple(read_sidecar(c.engine).input_size)
         size = c.input_size or fixed or tuple(self.metadata.input_size)
+        if 0 in size:
+            size = follow_aspect(size, fixed or tuple(self.metadata.input_size))
         if fixed is not None and tuple(size) != fixed:
             raise ConfigError(
                 f"input_size {size[0]}x{size[1]} was asked, but {c.engine} is built for "
@@ -332,6 +334,18 @@ class Pipeline:
         }
         info.update({k: v for k, v in self._describe_backend.items() if k not in info})
         return info
+
+
+def follow_aspect(size: tuple[int, int], reference: tuple[int, int]) -> tuple[int, int]:
+    """(h, 0) or (0, w): the missing side from ``reference``'s aspect ratio (at least
+    MIN_SIDE), so one parameter at a time (`ros2 param set`, `param load`) is a valid size."""
+    h, w = size
+    ref_h, ref_w = reference
+    if h == 0:
+        h = max(MIN_SIDE, round(w * ref_h / ref_w))
+    elif w == 0:
+        w = max(MIN_SIDE, round(h * ref_w / ref_h))
+    return int(h), int(w)
 
 
 def _check_same_model(engine: WeightsMetadata, weights: WeightsMetadata, source: str) -> None:

@@ -88,11 +88,12 @@ class ReplayStats:
 
 
 def ros_environment(start_node: bool) -> None:
-    """DDS settings this process (and a node it starts) needs. Images of a few hundred KB need
-    Fast DDS' large-data transport; a replay into a node of our own stays on this machine."""
-    from seg_ros.ros.dds_tuning import default_large_data_transport
+    """DDS settings this process (and a node it starts) needs: seg_ros' Fast DDS profile for
+    large images (seg_ros.ros.dds_tuning); a replay into a node of our own stays on this
+    machine."""
+    from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
-    default_large_data_transport()
+    apply_fastdds_profile()
     if start_node:
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 

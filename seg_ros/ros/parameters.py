@@ -19,7 +19,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from seg_ros.inference.config import BACKENDS, MIN_SIDE, OUTPUT_RESOLUTIONS, PRECISIONS
 
 TRANSPORTS = ("raw", "compressed")
-INPUT_QOS = ("sensor_data", "reliable")
+INPUT_QOS = ("auto", "sensor_data", "reliable")
 MAX_SIDE = 8192
 
 
@@ -78,17 +78,19 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_width",
         0,
-        "Network input width in pixels; 0 (with input_height 0) = the weights' training size.",
+        "Network input width in pixels; 0 = follow input_height with the weights' aspect "
+        "ratio (both 0 = the weights' training size).",
         int_range=(0, MAX_SIDE),
-        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}, 0 together with input_height",
+        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}",
         rebuilds=True,
     ),
     ParamSpec(
         "input_height",
         0,
-        "Network input height in pixels; 0 (with input_width 0) = the weights' training size.",
+        "Network input height in pixels; 0 = follow input_width with the weights' aspect "
+        "ratio (both 0 = the weights' training size).",
         int_range=(0, MAX_SIDE),
-        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}, 0 together with input_width",
+        constraints=f"0 or {MIN_SIDE}..{MAX_SIDE}",
         rebuilds=True,
     ),
     ParamSpec(
@@ -116,7 +118,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "input_qos",
-        "sensor_data",
+        "auto",
+        "auto: reliable while every publisher of the input is reliable (large frames from "
+        "default-configured cameras need it), else best effort, re-checked each second; "
         "sensor_data: best effort, depth 1 (matches any publisher); reliable: reliable, depth 1.",
         choices=INPUT_QOS,
     ),
@@ -195,7 +199,7 @@ class NodeSettings:
     publish_color: bool = True
     publish_overlay: bool = True
     input_transport: str = "raw"
-    input_qos: str = "sensor_data"
+    input_qos: str = "auto"
     target_rate: float = 10.0
     diagnostics_period: float = 1.0
     autostart: bool = True
@@ -212,7 +216,9 @@ class NodeSettings:
         from seg_ros.inference.pipeline import PipelineConfig
 
         size = None
-        if self.input_width and self.input_height:
+        if self.input_width or self.input_height:
+            # One side 0 follows the other (the weights' aspect ratio): `ros2 param set` and
+            # `ros2 param load` change one parameter at a time.
             size = (int(self.input_height), int(self.input_width))
         return PipelineConfig(
             model=self.model,
@@ -230,18 +236,14 @@ class NodeSettings:
 
 def check_settings(settings: NodeSettings) -> str | None:
     """Why this combination of values cannot build a pipeline, found without building it."""
+    from seg_ros.inference.availability import unavailable
     from seg_ros.inference.errors import PipelineError
 
-    if bool(settings.input_width) != bool(settings.input_height):
-        return (
-            f"input_width {settings.input_width} and input_height {settings.input_height}: "
-            "set both, or both to 0 for the weights' size"
-        )
     try:
-        settings.pipeline_config().validate()
+        config = settings.pipeline_config().validate()
     except PipelineError as e:
         return str(e)
-    return _check_engine(settings) or _check_weights(settings)
+    return _check_engine(settings) or _check_weights(settings) or unavailable(config)
 
 
 def _check_engine(settings: NodeSettings) -> str | None:

@@ -65,9 +65,23 @@ SWAP_ERROR_WARN_MIN_S = 10.0
 BAD_INPUT_LOG_PERIOD_S = 5.0
 
 
-def input_qos(name: str) -> QoSProfile:
+QOS_RECHECK_S = 1.0
+
+
+def input_qos(name: str, publishers: list[Any] | None = None) -> QoSProfile:
     """sensor_data: best effort, depth 1 (a best-effort reader matches reliable and best-effort
-    publishers alike); reliable: for publishers that must not lose frames on a lossy link."""
+    publishers alike); reliable: for publishers that must not lose frames; auto: reliable when
+    there are publishers and every one offers reliable, else best effort.
+
+    Why auto: on one host a default-configured Fast DDS writer loses nearly every frame above
+    its 512 KB shared-memory segment to a best-effort reader (640x480 RGB: 3 of 150), while a
+    reliable reader repairs them (150 of 150); see seg_ros/ros/dds_tuning.py. A reliable
+    reader would not match a best-effort camera, hence the choice per publisher set."""
+    if name == "auto":
+        reliable = bool(publishers) and all(
+            p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers
+        )
+        name = "reliable" if reliable else "sensor_data"
     reliability = (
         ReliabilityPolicy.BEST_EFFORT if name == "sensor_data" else ReliabilityPolicy.RELIABLE
     )
@@ -117,6 +131,8 @@ class SegmentationNode(LifecycleNode):
         self._out_buffers = {name: ReusedImageBuffer() for name in OUTPUTS}  # worker only
         self._worker: threading.Thread | None = None
         self._subscription = None
+        self._subscription_qos: QoSProfile | None = None
+        self._qos_timer = None
         self._publishers_out: dict[str, Any] = {}
 
         self._latency = LatencyWindow()
@@ -315,13 +331,39 @@ class SegmentationNode(LifecycleNode):
     def _input_topic(self) -> str:
         return "image/compressed" if self._settings.input_transport == "compressed" else "image"
 
+    def _wanted_input_qos(self) -> QoSProfile:
+        publishers = None
+        if self._settings.input_qos == "auto":
+            topic = self.resolve_topic_name(self._input_topic())
+            publishers = self.get_publishers_info_by_topic(topic)
+        return input_qos(self._settings.input_qos, publishers)
+
     def _subscribe(self) -> None:
         msg_type = CompressedImage if self._settings.input_transport == "compressed" else Image
+        qos = self._wanted_input_qos()
         self._subscription = self.create_subscription(
-            msg_type, self._input_topic(), self._on_image, input_qos(self._settings.input_qos)
+            msg_type, self._input_topic(), self._on_image, qos
         )
+        self._subscription_qos = qos
+        if self._qos_timer is None:
+            self._qos_timer = self.create_timer(QOS_RECHECK_S, self._recheck_input_qos)
+
+    def _recheck_input_qos(self) -> None:
+        """input_qos auto: follow the publishers as cameras come and go."""
+        if self._subscription is None or self._settings.input_qos != "auto":
+            return
+        wanted = self._wanted_input_qos()
+        if wanted.reliability != self._subscription_qos.reliability:
+            self.get_logger().info(
+                f"input QoS follows the publishers: now {_reliability_name(wanted)}"
+            )
+            self._unsubscribe()
+            self._subscribe()
 
     def _unsubscribe(self) -> None:
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
@@ -366,6 +408,8 @@ class SegmentationNode(LifecycleNode):
             try:
                 self._process(frame)
             except Exception as e:  # the worker must outlive any one frame
+                if not self.context.ok():
+                    return  # Ctrl-C shut the context down under a publish: not a failure
                 with self._lock:
                     self._inference_errors += 1
                 self.get_logger().error(
@@ -577,6 +621,7 @@ class SegmentationNode(LifecycleNode):
             ("Input frequency (Hz)", f"{in_rate:.3f}"),
             ("Lifecycle state", self._lifecycle),
             ("Input topic", self.resolve_topic_name(self._input_topic())),
+            ("Input QoS", self._describe_input_qos()),
             ("Frames received", str(received)),
             ("Frames processed", str(processed)),
             ("Frames dropped", str(dropped)),
@@ -601,6 +646,13 @@ class SegmentationNode(LifecycleNode):
         ]
         return diagnostics.make_status(self.status_name, s.device, level, message, values)
 
+    def _describe_input_qos(self) -> str:
+        qos = self._subscription_qos
+        chosen = _reliability_name(qos) if qos is not None else "not subscribed"
+        if self._settings.input_qos == "auto":
+            return f"auto: {chosen}"
+        return chosen
+
     @property
     def status_name(self) -> str:
         """diagnostic_updater's "<node>: <task>", with the namespace so that two cameras'
@@ -608,7 +660,54 @@ class SegmentationNode(LifecycleNode):
         return f"{self.get_fully_qualified_name().lstrip('/')}: segmentation"
 
 
+def _reliability_name(qos: QoSProfile) -> str:
+    return "reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"
+
+
+def usage() -> str:
+    """What ``segmentation_node --help`` prints: the ROS arguments and every parameter."""
+    lines = [
+        "usage: segmentation_node [--help] [--ros-args [-r FROM:=TO] [-p NAME:=VALUE] "
+        "[--params-file FILE] [--log-level LEVEL]]",
+        "",
+        "seg_ros' segmentation node: subscribes to `image` (or `image/compressed`), publishes",
+        "segmentation/labels, segmentation/color, segmentation/overlay and /diagnostics.",
+        "",
+        "ROS arguments (after --ros-args):",
+        "  -r image:=/camera/image_raw   remap the input (or any topic)",
+        "  -r __ns:=/front               namespace; -r __node:=NAME renames the node",
+        "  -p NAME:=VALUE                set a parameter",
+        "  --params-file FILE            parameters from YAML (config/segmentation.yaml)",
+        "  --log-level debug|info|warn|error",
+        "",
+        "parameters (default):",
+    ]
+    for spec in SPECS:
+        default = spec.default
+        shown = str(default).lower() if isinstance(default, bool) else repr(default)
+        lines.append(f"  {spec.name} ({shown})")
+        lines.append(f"      {spec.description}")
+        if spec.choices:
+            lines.append(f"      one of: {', '.join(spec.choices)}")
+        elif spec.constraints:
+            lines.append(f"      {spec.constraints}")
+    return "\n".join(lines)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    """--help / -h before any --ros-args (after it they belong to ROS)."""
+    for arg in argv:
+        if arg == "--ros-args":
+            return False
+        if arg in ("-h", "--help"):
+            return True
+    return False
+
+
 def main(args: list[str] | None = None) -> int:
+    if _wants_help(sys.argv[1:] if args is None else args):
+        print(usage())
+        return 0
     profile = apply_fastdds_profile()  # before rclpy.init() creates the DDS participant
     rclpy.init(args=args)
     node = None

@@ -42,6 +42,7 @@ class RateMeter:
         self.window = window
         self.total = 0
         self._times: deque[float] = deque()
+        self._last: float | None = None  # kept past the window: "no input for 12 s"
         self._started = time.monotonic()
         self._lock = threading.Lock()
 
@@ -49,6 +50,7 @@ class RateMeter:
         now = time.monotonic() if now is None else now
         with self._lock:
             self.total += 1
+            self._last = now
             self._times.append(now)
             self._trim(now)
 
@@ -62,12 +64,15 @@ class RateMeter:
         return (count / span if span > 0 else 0.0), count, span
 
     def last(self) -> float | None:
+        """When the newest event happened (monotonic seconds), however long ago; None before
+        the first one since the last reset."""
         with self._lock:
-            return self._times[-1] if self._times else None
+            return self._last
 
     def reset(self) -> None:
         with self._lock:
             self.total = 0
+            self._last = None
             self._times.clear()
             self._started = time.monotonic()
 

@@ -311,7 +311,7 @@ class PngWriter:
 
 def _dds_defaults() -> list[str]:
     """A demo should neither disturb nor be disturbed by other ROS 2 programs: localhost only
-    and a domain of its own unless the user chose them; Fast DDS' large-data transport so
+    and a domain of its own unless the user chose them; seg_ros' Fast DDS profile so
     full-size frames cross between processes (see seg_ros.ros.dds_tuning)."""
     notes = []
     if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ:
@@ -319,9 +319,9 @@ def _dds_defaults() -> list[str]:
     if "ROS_DOMAIN_ID" not in os.environ:
         os.environ["ROS_DOMAIN_ID"] = str(random.randint(100, 200))
         notes.append("set ROS_DOMAIN_ID to watch from other tools")
-    from seg_ros.ros.dds_tuning import default_large_data_transport
+    from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
-    default_large_data_transport()
+    apply_fastdds_profile()
     return notes
 
 

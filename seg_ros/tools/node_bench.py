@@ -190,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    from seg_ros.ros.dds_tuning import default_large_data_transport
+    from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
-    default_large_data_transport()
+    apply_fastdds_profile()
     from seg_ros.tools.demo import StreetScene
 
     scene = StreetScene(args.width, args.height)
