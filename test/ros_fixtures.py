@@ -294,8 +294,16 @@ class NodeUnderTest:
     """A segmentation node process plus the probe's ends of its topics."""
 
     def __init__(
-        self, probe: Probe, name: str, params: dict[str, Any], log_dir: Path, namespace: str
+        self,
+        probe: Probe,
+        name: str,
+        params: dict[str, Any],
+        log_dir: Path,
+        namespace: str,
+        camera: bool = True,
     ) -> None:
+        """``camera``: the probe also publishes images (best effort) to the node's input;
+        False leaves the input to other processes."""
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
@@ -307,16 +315,19 @@ class NodeUnderTest:
         topic = self.process.topic
         self.outputs = {o: probe.collect(Image, topic(f"segmentation/{o}")) for o in OUTPUTS}
         self.diagnostics = probe.collect(DiagnosticArray, "/diagnostics")
-        self.image_pub = probe.publisher(Image, topic("image"), qos_profile_sensor_data)
-        self.compressed_pub = probe.publisher(
-            CompressedImage, topic("image/compressed"), qos_profile_sensor_data
-        )
+        self.image_pub = self.compressed_pub = None
+        if camera:
+            self.image_pub = probe.publisher(Image, topic("image"), qos_profile_sensor_data)
+            self.compressed_pub = probe.publisher(
+                CompressedImage, topic("image/compressed"), qos_profile_sensor_data
+            )
 
     def close(self) -> int:
         for collector in (*self.outputs.values(), self.diagnostics):
             self.probe.uncollect(collector)
-        self.probe.node.destroy_publisher(self.image_pub)
-        self.probe.node.destroy_publisher(self.compressed_pub)
+        for pub in (self.image_pub, self.compressed_pub):
+            if pub is not None:
+                self.probe.node.destroy_publisher(pub)
         return self.process.stop()
 
     # -- diagnostics

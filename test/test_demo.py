@@ -105,3 +105,25 @@ def test_demo_runs_the_node_and_writes_pngs(tmp_path: Path) -> None:
         assert labels.max() < 11
         assert (out / f"{stem}_input.png").is_file()
     assert (out / "node.log").read_text().count("serving fplnet") == 1
+
+
+@pytest.mark.usefixtures("ros_domain")
+def test_demo_fails_as_soon_as_the_node_cannot_start(tmp_path: Path) -> None:
+    """Bad weights: the node logs why at once; the demo must say so, not wait out its
+    start-up timeout (the message would then be "did not come up within")."""
+    pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    command = [
+        sys.executable, "-m", "seg_ros.tools.demo", "--frames", "2", "--weights", str(bad),
+        "--output", str(tmp_path / "out"), "--startup-timeout", "250",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 1, text[-3000:]
+    assert "could not start its pipeline" in text or "the node reports" in text, text[-3000:]
+    assert "safetensors" in text  # the node's reason reaches the user

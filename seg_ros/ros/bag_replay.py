@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from seg_ros.ros.contract import (
+    DIAGNOSTICS_TOPIC,
+    OUTPUT_NAMES,
+    node_fqn,
+    output_topic,
+    status_name,
+)
 from seg_ros.ros.node_process import NodeProcess, node_command, node_environment
 
-OUTPUT_TOPICS = {
-    "labels": "segmentation/labels",
-    "color": "segmentation/color",
-    "overlay": "segmentation/overlay",
-}
 WARMUP_RESEND_S = 2.0
 
 
@@ -177,15 +179,13 @@ class _Session:
         self.warm: set[int] = set()  # stamps of warm-up frames: their outputs are not results
         self.subscriptions = {
             name: self.node.create_subscription(
-                Image, OUTPUT_TOPICS[name], self._receiver(name), keep
+                Image, output_topic(name), self._receiver(name), keep
             )
             for name in options.outputs
         }
-        # The node names its status after itself, with or without its namespace.
-        fqn = f"{namespace.rstrip('/')}/{options.node_name}".lstrip("/")
-        self.status_names = {f"{fqn}: segmentation", f"{options.node_name}: segmentation"}
+        self.status_names = {status_name(node_fqn(namespace, options.node_name))}
         self.diagnostics: tuple[int, dict[str, str]] | None = None
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
         self._ros.start("seg_bag_replay")
 
     def _receiver(self, name: str) -> Callable[[Any], None]:
@@ -237,9 +237,9 @@ def replay(
     exception from ``on_output`` stops the replay and is raised here."""
     if options.rate_factor <= 0:
         raise ReplayError(f"rate factor must be positive, got {options.rate_factor}")
-    unknown = set(options.outputs) - set(OUTPUT_TOPICS)
+    unknown = set(options.outputs) - set(OUTPUT_NAMES)
     if unknown or "labels" not in options.outputs:
-        raise ReplayError(f"outputs must include 'labels' and be among {sorted(OUTPUT_TOPICS)}")
+        raise ReplayError(f"outputs must include 'labels' and be among {sorted(OUTPUT_NAMES)}")
     iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
@@ -255,7 +255,7 @@ def replay(
     if options.start_node:
         params = dict(options.node_params)
         params["input_transport"] = "compressed" if first.compressed else "raw"
-        for output in OUTPUT_TOPICS:
+        for output in OUTPUT_NAMES:
             params[f"publish_{output}"] = output in options.outputs
         node = _start_node(name, namespace, params, log_dir)
         stats.node_log = str(node.log_path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-OUTPUT_NAMES = ("labels", "color", "overlay")
+from seg_ros.ros.contract import COMPRESSED_INPUT_TOPIC, INPUT_TOPIC, OUTPUT_NAMES, output_topic
 
 
 @dataclass
@@ -69,13 +69,15 @@ class SegmentationClient:
             history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
         )
         if transport == "compressed":
-            self.publisher = self.node.create_publisher(CompressedImage, "image/compressed", qos)
+            self.publisher = self.node.create_publisher(
+                CompressedImage, COMPRESSED_INPUT_TOPIC, qos
+            )
         else:
-            self.publisher = self.node.create_publisher(Image, "image", qos)
+            self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, qos)
         out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._subscriptions = [
             self.node.create_subscription(
-                Image, f"segmentation/{name}", lambda m, n=name: self._on_output(n, m), out_qos
+                Image, output_topic(name), lambda m, n=name: self._on_output(n, m), out_qos
             )
             for name in outputs
         ]

@@ -29,61 +29,19 @@ builtin transports, has not set SEG_ROS_FASTDDS_PROFILE=off, and only under rmw_
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-HEARTBEAT_NS = 50_000_000
-# Room for a few 2048x1024 RGB outputs in flight (6 MB each); tmpfs pages are only used as
-# samples are written.
-SHM_SEGMENT_BYTES = 64 * 1024 * 1024
-PROFILE = f"""<?xml version="1.0" encoding="UTF-8" ?>
-<!-- seg_ros: large images to and from default Fast DDS peers (see seg_ros/ros/dds_tuning.py) -->
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>seg_ros_shm</transport_id>
-        <type>SHM</type>
-        <segment_size>{SHM_SEGMENT_BYTES}</segment_size>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>seg_ros_udp</transport_id>
-        <type>UDPv4</type>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="seg_ros_participant" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>seg_ros_shm</transport_id>
-          <transport_id>seg_ros_udp</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-    <data_writer profile_name="seg_ros_data_writer" is_default_profile="true">
-      <times>
-        <heartbeat_period><sec>0</sec><nanosec>{HEARTBEAT_NS}</nanosec></heartbeat_period>
-      </times>
-    </data_writer>
-  </profiles>
-</dds>
-"""
+# The profile itself lives in config/ so camera drivers can be given the same file.
+PROFILE_FILE = "config/fastdds_large_images.xml"
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 OPT_OUT = "SEG_ROS_FASTDDS_PROFILE"  # "off": leave Fast DDS at its defaults
 
 
-def profile_path() -> Path:
-    return Path(tempfile.gettempdir()) / f"seg_ros_fastdds_profile_{os.getuid()}.xml"
+def profile_file() -> Path | None:
+    """seg_ros' profile (installed share/seg_ros/config or the source checkout's)."""
+    from seg_ros.paths import find_data
 
-
-def write_profile() -> Path:
-    """The profile file (written when missing or outdated), for this process or a peer's."""
-    path = profile_path()
-    if not path.is_file() or path.read_text() != PROFILE:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(PROFILE)
-        tmp.replace(path)  # atomic: concurrent nodes never read half a file
-    return path
+    return find_data(PROFILE_FILE)
 
 
 def apply_fastdds_profile(env: dict[str, str] | None = None) -> str | None:
@@ -101,6 +59,8 @@ def apply_fastdds_profile(env: dict[str, str] | None = None) -> str | None:
     if env.get("FASTDDS_BUILTIN_TRANSPORTS"):
         # The user chose builtin transports; our userTransports would silently override them.
         return None
-    path = write_profile()
+    path = profile_file()
+    if path is None:
+        return None
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
     return str(path)

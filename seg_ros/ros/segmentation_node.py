@@ -13,7 +13,9 @@ Threads, and why:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -32,6 +34,15 @@ from sensor_msgs.msg import CompressedImage, Image
 from seg_ros.image_codec import ImageCodecError
 from seg_ros.inference.pipeline import Pipeline, PipelineError
 from seg_ros.ros import diagnostics
+from seg_ros.ros.contract import (
+    COMPRESSED_INPUT_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    INPUT_TOPIC,
+    NODE_NAME,
+    OUTPUTS,
+    START_FAILURE,
+    status_name,
+)
 from seg_ros.ros.dds_tuning import apply_fastdds_profile
 from seg_ros.ros.image_msgs import ReusedImageBuffer, decode
 from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
@@ -46,12 +57,6 @@ from seg_ros.ros.parameters import (
 )
 from seg_ros.ros.stats import LatencyWindow, RateMeter
 
-NODE_NAME = "segmentation_node"
-OUTPUTS = {  # output name -> (topic, encoding, parameter that enables it)
-    "labels": ("segmentation/labels", "mono8", "publish_labels"),
-    "color": ("segmentation/color", "rgb8", "publish_color"),
-    "overlay": ("segmentation/overlay", "rgb8", "publish_overlay"),
-}
 # Outputs are reliable so a subscriber that keeps up sees every result; a small depth keeps a
 # slow one from holding many full-size images.
 OUTPUT_QOS = QoSProfile(
@@ -91,6 +96,24 @@ def input_qos(name: str, publishers: list[Any] | None = None) -> QoSProfile:
         reliability=reliability,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+# Niceness the inference worker adds to its own (and so to the torch threads it starts): DDS
+# receive threads must win the CPU when a large frame's fragments arrive, or a default
+# camera's 512 KB shared-memory segment wraps under them and the frame is lost or waits for
+# a repair (see seg_ros/ros/dds_tuning.py).
+WORKER_NICENESS = int(os.environ.get("SEG_ROS_WORKER_NICENESS", "5"))
+
+
+def yield_to_dds() -> None:
+    """Lower this thread's scheduling priority by WORKER_NICENESS (Linux; raising niceness
+    needs no privilege). Threads it starts afterwards, torch's OpenMP pool included, inherit
+    it; the executor and DDS threads keep the process's priority."""
+    if WORKER_NICENESS <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):  # not permitted here: run at the process's priority
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
 
 
 class _RosLogHandler(logging.Handler):
@@ -169,7 +192,7 @@ class SegmentationNode(LifecycleNode):
         self._settings = self._read_settings()
 
         self._build_done = self.create_guard_condition(self._on_build_finished)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._diagnostics_timer = self.create_timer(
             self._settings.diagnostics_period, self._publish_diagnostics
         )
@@ -260,7 +283,7 @@ class SegmentationNode(LifecycleNode):
         if pipeline is None:
             with self._lock:
                 self._load_error = error
-            self.get_logger().error(f"cannot build the pipeline: {error}")
+            self.get_logger().error(f"{START_FAILURE}: {error}")
             return TransitionCallbackReturn.FAILURE
         with self._lock:
             self._pipeline, self._serving = pipeline, settings.pipeline_values()
@@ -329,7 +352,8 @@ class SegmentationNode(LifecycleNode):
     # ---------------------------------------------------------------- input and output
 
     def _input_topic(self) -> str:
-        return "image/compressed" if self._settings.input_transport == "compressed" else "image"
+        compressed = self._settings.input_transport == "compressed"
+        return COMPRESSED_INPUT_TOPIC if compressed else INPUT_TOPIC
 
     def _wanted_input_qos(self) -> QoSProfile:
         publishers = None
@@ -399,6 +423,7 @@ class SegmentationNode(LifecycleNode):
             return [n for n, pub in self._publishers_out.items() if pub.get_subscription_count()]
 
     def _work(self, slot: LatestFrameSlot) -> None:
+        yield_to_dds()
         while True:
             frame = slot.take(timeout=0.5)
             if frame is None:
@@ -657,7 +682,7 @@ class SegmentationNode(LifecycleNode):
     def status_name(self) -> str:
         """diagnostic_updater's "<node>: <task>", with the namespace so that two cameras'
         nodes (front/segmentation_node, rear/segmentation_node) stay apart."""
-        return f"{self.get_fully_qualified_name().lstrip('/')}: segmentation"
+        return status_name(self.get_fully_qualified_name())
 
 
 def _reliability_name(qos: QoSProfile) -> str:

@@ -134,6 +134,9 @@ def run_one(
         "input_size": list(size),
         "compile": args.compile if backend == "torch" else "off",
     }
+    from seg_ros.models import resolve_variant
+
+    row["variant"] = resolve_variant(model, variant)  # a skipped row names it like the others
     try:
         key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
         pipeline = Pipeline(
@@ -288,9 +291,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         k, v = item.split("=", 1)
         weights[k] = v
+    problem = check_names(args)
+    if problem:
+        print(f"seg-bench: {problem}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     cache: dict[Any, Any] = {}
+    # The header first, on the same stream as the rows that follow it as they are measured.
+    print("\n".join(format_table([]).splitlines()[:2]), file=sys.stderr, flush=True)
     for spec in args.models:
         model, _, variant = spec.partition(":")
         for size in args.sizes:
@@ -315,7 +324,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"JSON: {args.json}")
     else:
         print(text)
+    measured = [r for r in rows if r["status"] == "ok"]
+    if not measured:
+        print("seg-bench: nothing was measured (every combination was skipped)", file=sys.stderr)
+        return 1
     return 0
+
+
+def check_names(args: argparse.Namespace) -> str | None:
+    """Why the named models, variants, backends or precisions are not known, or None."""
+    from seg_ros.inference.config import BACKENDS, PRECISIONS
+    from seg_ros.models import list_models
+
+    models = list_models()
+    for spec in args.models:
+        model, _, variant = spec.partition(":")
+        if model not in models:
+            return f"unknown model {model!r}; choose from {sorted(models)}"
+        if variant and variant not in models[model]:
+            return f"unknown variant {variant!r} of {model}; choose from {list(models[model])}"
+    for name, given, allowed in (
+        ("backend", args.backends, BACKENDS),
+        ("precision", args.precisions, PRECISIONS),
+    ):
+        for value in given:
+            if value not in allowed:
+                return f"unknown {name} {value!r}; choose from {list(allowed)}"
+    return None
 
 
 if __name__ == "__main__":

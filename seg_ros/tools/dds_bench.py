@@ -36,7 +36,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 1024x2048), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"size must be HxW (e.g. 1024x2048), got {text!r}"
+        ) from None
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
     return h, w
@@ -49,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="publishing time per row")
     p.add_argument("--camera-qos", nargs="+", choices=QOS_CHOICES, default=list(QOS_CHOICES))
     p.add_argument("--node-profile", nargs="+", choices=("on", "off"), default=["on", "off"])
+    p.add_argument(
+        "--camera-profile",
+        nargs="+",
+        choices=("off", "on"),
+        default=["off"],
+        help="on: the camera process gets config/fastdds_large_images.xml (default: off)",
+    )
     p.add_argument("--outputs", nargs="+", default=["labels", "overlay"])
     p.add_argument("--weights", help="node weights (default: the shipped FPLNet)")
     p.add_argument("--input-qos", default="auto", help="the node's input_qos (default: auto)")
@@ -66,11 +75,17 @@ def default_environment() -> dict[str, str]:
 
 
 def run_peer(args: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run ``peer_main`` in a default-configured process; its JSON result."""
+    """Run ``peer_main`` in a default-configured process (or, with ``camera_profile``, one
+    given seg_ros' profile file as a user would give their camera driver); its result."""
+    from seg_ros.ros.dds_tuning import profile_file
+
+    env = default_environment()
+    if args.get("camera_profile"):
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile_file())
     cmd = [sys.executable, "-m", "seg_ros.tools.dds_bench", "--peer", json.dumps(args)]
     out = subprocess.run(
         cmd,
-        env=default_environment(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -91,9 +106,11 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     from sensor_msgs.msg import Image
 
     from seg_ros.ros.background_node import BackgroundNode
+    from seg_ros.ros.contract import node_fqn, output_topic, status_name
 
-    if any(os.environ.get(v) for v in (*PROFILE_VARIABLES, "FASTDDS_BUILTIN_TRANSPORTS")):
-        raise RuntimeError("the peer must run with Fast DDS' defaults")
+    tuned = [v for v in (*PROFILE_VARIABLES, "FASTDDS_BUILTIN_TRANSPORTS") if os.environ.get(v)]
+    if tuned and not spec.get("camera_profile"):
+        raise RuntimeError(f"the peer must run with Fast DDS' defaults, but {tuned} are set")
     ns = spec["namespace"].rstrip("/")
     ros = BackgroundNode("seg_dds_peer")
     node = ros.node
@@ -105,20 +122,20 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     pub = node.create_publisher(Image, f"{ns}/image", qos)
     got: dict[str, set[str]] = {name: set() for name in spec["outputs"]}
     diagnostics: dict[str, str] = {}
-    status_name = f"{ns.lstrip('/')}/{spec['node_name']}: segmentation"
+    wanted = status_name(node_fqn(ns, spec["node_name"]))
 
     def on_output(name: str, msg: Any) -> None:
         got[name].add(msg.header.frame_id)
 
     def on_diagnostics(msg: Any) -> None:
         for status in msg.status:
-            if status.name == status_name:
+            if status.name == wanted:
                 diagnostics.clear()
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
     for name in spec["outputs"]:
         node.create_subscription(
-            Image, f"{ns}/segmentation/{name}", lambda m, n=name: on_output(n, m), 10
+            Image, f"{ns}/{output_topic(name)}", lambda m, n=name: on_output(n, m), 10
         )
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     ros.start()
@@ -127,7 +144,7 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
         while time.monotonic() < deadline:
             matched = pub.get_subscription_count() > 0
             outputs_up = all(
-                node.count_publishers(f"{ns}/segmentation/{n}") for n in spec["outputs"]
+                node.count_publishers(f"{ns}/{output_topic(n)}") for n in spec["outputs"]
             )
             if matched and outputs_up and diagnostics.get("Lifecycle state") == "active":
                 break
@@ -161,7 +178,9 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
         rclpy.try_shutdown()
 
 
-def run_row(args: argparse.Namespace, node_profile: str, camera_qos: str) -> dict[str, Any]:
+def run_row(
+    args: argparse.Namespace, node_profile: str, camera_qos: str, camera_profile: str
+) -> dict[str, Any]:
     from seg_ros.ros.node_process import NodeProcess, node_command, node_environment
 
     env = node_environment(default_environment())
@@ -179,6 +198,7 @@ def run_row(args: argparse.Namespace, node_profile: str, camera_qos: str) -> dic
             "namespace": NAMESPACE,
             "node_name": NODE_NAME,
             "camera_qos": camera_qos,
+            "camera_profile": camera_profile == "on",
             "size": list(args.size),
             "rate": args.rate,
             "seconds": args.seconds,
@@ -190,7 +210,7 @@ def run_row(args: argparse.Namespace, node_profile: str, camera_qos: str) -> dic
         node.stop()
     h, w = args.size
     row = {"size": f"{h}x{w}", "rate": args.rate, "camera_qos": camera_qos}
-    row["node_profile"] = node_profile
+    row.update(camera_profile=camera_profile, node_profile=node_profile)
     return {**row, **result}
 
 
@@ -205,23 +225,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     rows = []
     print(
-        f"{'size':>10} {'Hz':>4} {'camera QoS':>11} {'node profile':>12} {'sent':>5} "
-        f"{'node got':>8}  outputs back",
+        f"{'size':>10} {'Hz':>4} {'camera QoS':>11} {'camera prof.':>12} {'node prof.':>10} "
+        f"{'sent':>5} {'node got':>8}  outputs back",
         flush=True,
     )
-    for profile in args.node_profile:
-        for qos in args.camera_qos:
-            row = run_row(args, profile, qos)
-            rows.append(row)
-            if "error" in row:
-                print(f"{row['size']:>10} {qos:>16} {profile:>12}  {row['error']}", flush=True)
-                continue
-            outs = ", ".join(f"{k} {v}" for k, v in row["outputs"].items())
-            print(
-                f"{row['size']:>10} {args.rate:>4g} {qos:>11} {profile:>12} {row['sent']:>5} "
-                f"{row['node_received']:>8}  {outs} (input QoS {row['input_qos']})",
-                flush=True,
-            )
+    combos = [
+        (node, cam, qos)
+        for node in args.node_profile
+        for cam in args.camera_profile
+        for qos in args.camera_qos
+    ]
+    for node_profile, camera_profile, qos in combos:
+        row = run_row(args, node_profile, qos, camera_profile)
+        rows.append(row)
+        lead = (
+            f"{row['size']:>10} {args.rate:>4g} {qos:>11} {camera_profile:>12} {node_profile:>10}"
+        )
+        if "error" in row:
+            print(f"{lead}  {row['error']}", flush=True)
+            continue
+        outs = ", ".join(f"{k} {v}" for k, v in row["outputs"].items())
+        print(
+            f"{lead} {row['sent']:>5} {row['node_received']:>8}  {outs} "
+            f"(input QoS {row['input_qos']})",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     measured = [r for r in rows if "error" not in r]

@@ -270,11 +270,43 @@ def _bag_frames(path: Path, topic: str | None) -> Iterator[np.ndarray]:
 # ---------------------------------------------------------------- output
 
 
+MANIFEST = "seg-demo-files.txt"
+
+
+class OutputFolderError(Exception):
+    pass
+
+
+def prepare_output(folder: Path) -> None:
+    """Make ``folder`` ready for a run without touching what seg-demo did not write.
+
+    A new or empty folder is used as it is. A folder an earlier run wrote has that run's
+    manifest: exactly the files it lists are removed (nothing else, even a PNG the user put
+    there). Any other non-empty folder is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / MANIFEST
+    ours = set(manifest.read_text().split("\n")) - {""} if manifest.is_file() else set()
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours | {MANIFEST})
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputFolderError(
+            f"output folder {folder} holds files seg-demo did not write ({shown}); "
+            "give an empty or new folder with --output"
+        )
+    for name in ours:
+        path = folder / name
+        if path.is_file() and path.parent == folder:
+            path.unlink()
+    manifest.unlink(missing_ok=True)
+
+
 class PngWriter:
-    """Writes results on a thread of its own, so a slow disk never delays receiving."""
+    """Writes results on a thread of its own, so a slow disk never delays receiving; every
+    file it writes is listed in the folder's manifest, so a later run removes only those."""
 
     def __init__(self, folder: Path, save_input: bool = False) -> None:
         self.folder = folder
+        self._manifest = (folder / MANIFEST).open("a")
         self.inputs: dict[str, np.ndarray] = {}
         self.save_input = save_input
         self.written = 0
@@ -292,18 +324,29 @@ class PngWriter:
             result = self._queue.get()
             if result is None:
                 return
-            stem = self.folder / result.frame_id
             for name, array in result.outputs.items():
                 image = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-                cv2.imwrite(f"{stem}_{name}.png", image)
+                self._write(f"{result.frame_id}_{name}.png", image)
             frame = self.inputs.pop(result.frame_id, None)
             if self.save_input and frame is not None:
-                cv2.imwrite(f"{stem}_input.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                self._write(f"{result.frame_id}_input.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             self.written += 1
+
+    def _write(self, name: str, image: np.ndarray) -> None:
+        import cv2
+
+        # Listed before it exists: a run killed mid-write still owns the file.
+        self.record(name)
+        cv2.imwrite(str(self.folder / name), image)
+
+    def record(self, name: str) -> None:
+        self._manifest.write(name + "\n")
+        self._manifest.flush()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=60)
+        self._manifest.close()
 
 
 # ---------------------------------------------------------------- the run
@@ -323,6 +366,26 @@ def _dds_defaults() -> list[str]:
 
     apply_fastdds_profile()
     return notes
+
+
+def wait_for_node(client: Any, node: Any, timeout: float) -> str | None:
+    """None once the node is ready; else why not, as soon as that is known: the node exited,
+    it could not build its pipeline (its log or an ERROR diagnostics status), or time ran
+    out. A node that cannot build waits for new parameters, which a demo never sends."""
+    from seg_ros.ros.contract import START_FAILURE
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.ready():
+            return None
+        if not node.alive():
+            return "the node exited"
+        if START_FAILURE in node.tail(200):
+            return "the node could not start its pipeline"
+        if client.diagnostics_message.startswith("no model"):
+            return f"the node reports: {client.diagnostics_message}"
+        time.sleep(0.05)
+    return f"the node did not come up within {timeout:g} s"
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -414,12 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     notes = _dds_defaults()
     from seg_ros.paths import find_data
     from seg_ros.ros.client import SegmentationClient
+    from seg_ros.ros.contract import node_fqn, status_name
     from seg_ros.ros.node_process import NodeProcess, node_command
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
+    try:
+        prepare_output(out)
+    except OutputFolderError as e:
+        print(f"seg-demo: {e}", file=sys.stderr)
+        return 2
     frames = open_source(args.input, args.width, args.height, args.topic)
     params_file = find_data("config/segmentation.yaml")
     command = node_command(NODE_NAME, NAMESPACE, node_params(args), params_file)
@@ -429,8 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ({'; '.join(notes)})" if notes else "")
     )
     print(f"seg-demo: starting {NAMESPACE}/{NODE_NAME} (log: {out / 'node.log'})")
-    node = NodeProcess(command, out / "node.log", echo=sys.stderr)
     writer = PngWriter(out, args.save_input)
+    writer.record("node.log")
+    node = NodeProcess(command, out / "node.log", echo=sys.stderr)
     latencies: list[float] = []
     lock = threading.Lock()
     last_id = {"value": None}
@@ -446,19 +513,21 @@ def main(argv: list[str] | None = None) -> int:
         "seg_demo_camera",
         transport=args.transport,
         on_result=on_result,
-        diagnostics_name=f"{NAMESPACE.strip('/')}/{NODE_NAME}: segmentation",
+        diagnostics_name=status_name(node_fqn(NAMESPACE, NODE_NAME)),
     )
     published = 0
     code = 0
     try:
         start = time.monotonic()
-        if not client.wait_ready(args.startup_timeout, node.alive):
-            print(
-                f"seg-demo: the node did not come up; its log ends:\n{node.tail()}", file=sys.stderr
-            )
+        failure = wait_for_node(client, node, args.startup_timeout)
+        if failure:
+            print(f"seg-demo: {failure}; its log ends:\n{node.tail()}", file=sys.stderr)
             return 1
-        print(f"seg-demo: node ready after {time.monotonic() - start:.1f} s; publishing at "
-              f"{args.rate:g} Hz for {args.frames or f'{args.duration:g} s'}")  # fmt: skip
+        amount = f"{args.frames} frames" if args.frames else f"{args.duration:g} s"
+        print(
+            f"seg-demo: node ready after {time.monotonic() - start:.1f} s; publishing at "
+            f"{args.rate:g} Hz for {amount}"
+        )
         period = 1.0 / args.rate
         t0 = time.monotonic()
         last_frame = ""

@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.weights import WeightsError
 
     try:
+        for path in (args.onnx, args.tensorrt, args.fp16_weights):
+            # A typo in a folder name must not become a new folder tree.
+            if path is not None and not path.expanduser().resolve().parent.is_dir():
+                raise PipelineError(f"folder {path.parent} does not exist (for {path})")
         if args.fp16_weights is not None:
             half_weights(args)
         if args.onnx is None and args.tensorrt is None:

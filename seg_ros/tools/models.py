@@ -67,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.models import build_model, list_models
     from seg_ros.models.complexity import count_macs, count_parameters
 
+    unknown = sorted(set(args.models or ()) - set(list_models()))
+    if unknown:
+        print(
+            f"seg-models: unknown model(s) {unknown}; choose from {sorted(list_models())}",
+            file=sys.stderr,
+        )
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -87,6 +87,7 @@ class NodeRunner:
 
     def __init__(self, args: argparse.Namespace, log: Path) -> None:
         from seg_ros.ros.client import SegmentationClient
+        from seg_ros.ros.contract import node_fqn, status_name
         from seg_ros.ros.node_process import NodeProcess, node_command
 
         namespace = f"/node_bench_{os.getpid()}"
@@ -102,7 +103,7 @@ class NodeRunner:
             "bench_camera",
             transport=args.transport,
             on_result=self._on_result,
-            diagnostics_name=f"{namespace.strip('/')}/bench_node: segmentation",
+            diagnostics_name=status_name(node_fqn(namespace, "bench_node")),
         )
         if not self.client.wait_ready(args.timeout, self.node.alive):
             self.close()

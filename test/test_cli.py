@@ -1,0 +1,122 @@
+"""What a new user meets at the command line: --help answers and exits, unknown names are
+errors with the choices, a run that measured nothing fails, no tool creates or deletes what
+it was not asked to."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ros_fixtures import SOURCE_ROOT
+
+from seg_ros.tools import bench, demo, export, models
+
+
+def _console_scripts() -> dict[str, str]:
+    """name -> module, read from setup.py (the one list of executables)."""
+    tree = ast.parse((SOURCE_ROOT / "setup.py").read_text())
+    scripts = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and " = seg_ros." in node.value
+        ):
+            name, target = (s.strip() for s in node.value.split("="))
+            scripts[name] = target.split(":")[0]
+    return scripts
+
+
+SCRIPTS = _console_scripts()
+
+
+def test_every_console_script_is_found() -> None:
+    assert {"segmentation_node", "seg-demo", "seg-bench", "seg-export"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_help_answers_and_exits(name: str) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", SCRIPTS[name], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a node that starts instead of answering would run until killed
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
+
+
+def test_node_help_lists_parameters_with_defaults() -> None:
+    pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+    from seg_ros.ros.segmentation_node import usage
+
+    text = usage()
+    assert "--ros-args" in text and "model ('fplnet')" in text and "input_qos ('auto')" in text
+
+
+@pytest.mark.parametrize("name", ["foonet", "FPLNet"])
+def test_unknown_models_are_errors(name: str, capsys) -> None:
+    assert models.main(["--models", name, "--no-time"]) == 2
+    assert "choose from" in capsys.readouterr().err
+    assert bench.main(["--models", name, "--sizes", "64x96"]) == 2
+    assert "choose from" in capsys.readouterr().err
+
+
+def test_bench_refuses_unknown_backends_and_fails_when_nothing_ran(tmp_path, capsys) -> None:
+    assert bench.main(["--models", "fplnet", "--backends", "tensorflow"]) == 2
+    assert "choose from" in capsys.readouterr().err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+    argv = ["--models", "fplnet", "--sizes", "64x96", "--weights", f"fplnet={bad}"]
+    assert bench.main([*argv, "--iterations", "1", "--warmup", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was measured" in err
+    assert err.index("model") < err.index("skipped")  # the header before the rows
+
+
+def test_export_never_creates_folders(tmp_path, capsys) -> None:
+    target = tmp_path / "nope" / "dir" / "x.onnx"
+    assert export.main(["--model", "fplnet", "--onnx", str(target)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_demo_output_folder_keeps_what_it_did_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "holiday.png").write_bytes(b"a user's picture")
+    with pytest.raises(demo.OutputFolderError, match="did not write"):
+        demo.prepare_output(folder)
+    assert (folder / "holiday.png").read_bytes() == b"a user's picture"
+
+    # A folder of an earlier run: exactly its own files go, a file added since is refused.
+    run = tmp_path / "run"
+    demo.prepare_output(run)
+    writer = demo.PngWriter(run)
+    writer.record("node.log")
+    (run / "node.log").write_text("log")
+    writer.close()
+    demo.prepare_output(run)  # ours only: cleaned
+    assert not (run / "node.log").exists()
+    (run / "frame_00001_labels.png").write_bytes(b"the user's, same name pattern")
+    with pytest.raises(demo.OutputFolderError):
+        demo.prepare_output(run)
+    assert (run / "frame_00001_labels.png").exists()
+
+
+def test_demo_refuses_a_folder_of_user_images(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "myimgs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(b"x")
+    assert demo.main(["--input", str(folder), "--output", str(folder)]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert len(list(folder.glob("*.png"))) == 3

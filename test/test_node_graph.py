@@ -1,0 +1,125 @@
+"""The node as a citizen of a ROS graph whose other processes run Fast DDS' defaults: a camera
+and a viewer in a process with no Fast DDS variables and no profile, the parameter services
+under a loop of calls, one-parameter-at-a-time size changes, and Ctrl-C under load."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from ros_fixtures import NodeUnderTest, Streamer, scene
+from weights_helpers import NETWORK_SIZE, make_weights
+
+pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+
+from seg_ros.tools.dds_bench import default_environment, run_peer
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(make_weights(tmp_path_factory.mktemp("w") / "full.safetensors", "fplnet", "full"))
+
+
+@pytest.fixture(scope="module")
+def node(ros_probe, weights, tmp_path_factory) -> NodeUnderTest:
+    params = {
+        "weights": weights,
+        "target_rate": 0.0,
+        "diagnostics_period": 0.5,
+        "publish_color": False,
+    }
+    n = NodeUnderTest(
+        ros_probe,
+        "seg_graph",
+        params,
+        tmp_path_factory.mktemp("graph_node"),
+        namespace=f"/seg_graph_{os.getpid()}",
+        camera=False,  # the camera is the default-configured peer process
+    )
+    n.wait_active()
+    yield n
+    assert n.close() == 0, n.process.log()[-3000:]
+
+
+def test_the_peer_runs_with_fast_dds_defaults(monkeypatch) -> None:
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/tmp/x.xml")
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    env = default_environment()
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in env
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in env
+
+
+@pytest.mark.parametrize("size", [(480, 640), (1024, 2048)], ids=["640x480", "2048x1024"])
+def test_default_camera_and_viewer_reach_the_node(node, size) -> None:
+    """A default-configured camera (rclpy's default QoS: reliable, depth 10) feeds the node,
+    and a default-configured viewer gets its labels and overlay at the camera's size."""
+    spec = {
+        "namespace": node.process.namespace,
+        "node_name": node.process.name,
+        "camera_qos": "reliable",
+        "size": list(size),
+        "rate": 5.0,
+        "seconds": 3.0,
+        "outputs": ["labels", "overlay"],
+        "timeout": 60.0,
+    }
+    result = run_peer(spec, timeout=150)
+    assert "error" not in result, result
+    assert result["input_qos"] == "auto: reliable", result
+    # Reliable all the way: the node gets every frame; it answers what it has time for.
+    assert result["node_received"] >= result["sent"] - 1, result
+    assert result["outputs"]["labels"] >= 1, result
+    assert result["outputs"]["overlay"] >= 1, result
+    node.assert_alive()
+
+
+def test_fifty_parameter_round_trips_are_each_answered(node) -> None:
+    probe = node.probe
+    for i in range(50):
+        start = time.monotonic()
+        rate = float(i % 7)
+        assert probe.set_parameters(node.fqn, {"target_rate": rate})[0].successful
+        assert probe.get_parameters(node.fqn, ["target_rate"]) == {"target_rate": rate}
+        assert time.monotonic() - start < 5.0, f"round trip {i} took over 5 s"
+    probe.set_parameters(node.fqn, {"target_rate": 0.0})
+
+
+def test_input_size_changes_one_parameter_at_a_time(node) -> None:
+    """As `ros2 param set` and `ros2 param load` do: width alone, then height."""
+    probe = node.probe
+    h0, w0 = NETWORK_SIZE
+    try:
+        assert probe.set_parameters(node.fqn, {"input_width": 128})[0].successful
+        follows = round(128 * h0 / w0)
+        node.wait_status(
+            lambda s, v: v.get("Input size") == f"{follows}x128",
+            what=f"the input size to become {follows}x128 (h x w)",
+        )
+        assert probe.set_parameters(node.fqn, {"input_height": 64})[0].successful
+        node.wait_status(lambda s, v: v.get("Input size") == "64x128", what="64x128 (h x w)")
+    finally:
+        probe.set_parameters(node.fqn, {"input_width": 0, "input_height": 0}, atomically=True)
+    node.wait_status(lambda s, v: v.get("Input size") == f"{h0}x{w0}", what="the weights' size")
+
+
+def test_sigint_under_load_exits_cleanly(ros_probe, weights, tmp_path) -> None:
+    n = NodeUnderTest(
+        ros_probe,
+        "seg_sigint",
+        {"weights": weights, "target_rate": 0.0},
+        tmp_path,
+        namespace=f"/seg_sigint_{os.getpid()}",
+    )
+    try:
+        n.wait_active()
+        with Streamer(n.image_pub, scene(240, 320), rate=30.0, prefix="load"):
+            n.wait_status(
+                lambda s, v: int(v.get("Frames processed", "0")) >= 3, what="frames processed"
+            )
+            code = n.process.stop()  # SIGINT while frames flow
+    finally:
+        n.close()
+    log = n.process.log()
+    assert code == 0, log[-3000:]
+    assert "ERROR" not in log, log[-3000:]
