@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -279,3 +280,30 @@ def test_read_only_images(pipeline: Pipeline) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(pipeline(frozen).labels, pipeline(image).labels)
+
+
+def test_onnx_cache_is_bounded_and_keeps_other_files(tmp_path, monkeypatch) -> None:
+    from seg_ros.inference.artifacts import artifact_path, prune
+
+    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path))
+    paths = []
+    for i in range(4):
+        path = artifact_path("fplnet", "full", f"{i:012x}", (64, 96), ".onnx")
+        path.write_bytes(b"x" * 2**20)
+        os.utime(path, (1000 + i, 1000 + i))  # oldest first
+        paths.append(path)
+    users = tmp_path / "notes.onnx"  # not a name the cache gives: never removed
+    users.write_bytes(b"x" * 2**20)
+    removed = prune(keep=paths[0], limit_mb=2)
+    assert removed == [paths[1], paths[2]]
+    assert paths[0].exists() and paths[3].exists() and users.exists()
+
+
+def test_random_weights_exports_are_not_cached(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("SEG_ROS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("seg_ros.inference.loading.shipped_weights", lambda model: None)
+    pipeline = Pipeline(model="fplnet", backend="onnxruntime", input_size=(64, 96))
+    assert pipeline.random_init
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+    assert pipeline(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)

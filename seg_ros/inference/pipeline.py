@@ -73,6 +73,7 @@ class Pipeline:
         self.random_init = False
         self._network: LoadedNetwork | None = None
         self._engine_raw: dict[str, str] = {}
+        self._temporary: list[Path] = []  # folders of this pipeline's own, removed once built
 
         engine_meta = self._engine_metadata()
         if engine_meta is not None and not config.weights:
@@ -89,7 +90,10 @@ class Pipeline:
                 _check_same_model(engine_meta, self.metadata, config.engine or "")
         self.variant = self.metadata.variant
         self.input_size = self._input_size()
-        self.backend = self._make_backend()
+        try:
+            self.backend = self._make_backend()
+        finally:
+            self._remove_temporary()
         if config.parity_check:
             self._check_parity()
         self._lut = postprocess.palette_lut(self.metadata.palette)
@@ -187,6 +191,14 @@ class Pipeline:
         engine = Path(c.engine) if c.engine else self._build_engine()
         return TensorRTBackend(engine, meta.mean, meta.std, c.device, c.precision, self.input_size)
 
+    def _remove_temporary(self) -> None:
+        import shutil
+
+        # The runtime has read the file into its session; the folder is this pipeline's own.
+        for folder in self._temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._temporary.clear()
+
     def _artifact(self, suffix: str) -> Path:
         from seg_ros.inference.artifacts import artifact_path, file_digest
 
@@ -198,17 +210,30 @@ class Pipeline:
         return artifact_path(self.metadata.model, self.variant, tag, self.input_size, suffix)
 
     def _export_onnx(self) -> Path:
+        from seg_ros.inference.artifacts import prune, touch
         from seg_ros.inference.export import export_onnx
 
+        if self.weights_path is None:
+            # Random weights: an export for this run only, never cached.
+            import tempfile
+
+            folder = Path(tempfile.mkdtemp(prefix="seg_ros_random_"))
+            path = folder / "network.onnx"
+            export_onnx(self._network.network, path, self.input_size, metadata=self.metadata)
+            self._temporary.append(folder)
+            return path
         path = self._artifact(".onnx")
         if path.is_file():
             log.info("using the ONNX export cached at %s", path)
+            touch(path)
             return path
-        log.warning("no engine given: exporting %s/%s to ONNX at %s", self.metadata.model,
-                    self.variant, path)  # fmt: skip
+        log.warning("no engine given: exporting %s/%s to ONNX at %s (cached for the next "
+                    "start)", self.metadata.model, self.variant, path)  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         export_onnx(self._network.network, tmp, self.input_size, metadata=self.metadata)
         tmp.replace(path)
+        prune(keep=path)
         return path
 
     def _build_engine(self) -> Path:

@@ -35,8 +35,18 @@ class Health:
     target_rate: float
 
 
-def assess(h: Health) -> tuple[int, str]:  # noqa: PLR0911 (a ladder of conditions)
-    """Level and one-line message, worst condition first."""
+def assess(h: Health) -> tuple[int, str]:
+    """Level and one-line message, worst condition first; random weights are named in every
+    message of a running node (and make it WARN at least), whatever else is said."""
+    level, message = _assess(h)
+    if h.random_weights and h.lifecycle == "active" and not h.load_error:
+        level = max(level, WARN) if level != STALE else level
+        if "random weights" not in message:
+            message += "; RANDOM WEIGHTS: labels are meaningless"
+    return level, message
+
+
+def _assess(h: Health) -> tuple[int, str]:  # noqa: PLR0911 (a ladder of conditions)
     if h.load_error:
         return ERROR, f"no model: {h.load_error}"
     if h.lifecycle != "active":

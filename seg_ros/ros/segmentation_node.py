@@ -581,7 +581,7 @@ class SegmentationNode(LifecycleNode):
         self.get_logger().info(
             f"serving {meta.model}/{meta.variant} ({meta.num_classes} {meta.dataset} classes) "
             f"on {pipeline.config.backend} {pipeline.backend.device} "
-            f"{pipeline.config.precision}, network input {w}x{h} (w x h)"
+            f"{pipeline.config.precision}, network input {h}x{w} (h x w)"
         )
         if pipeline.random_init:
             self.get_logger().warning(
@@ -591,7 +591,11 @@ class SegmentationNode(LifecycleNode):
 
     @staticmethod
     def _describe_settings(s: NodeSettings) -> str:
-        size = f"{s.input_width}x{s.input_height}" if s.input_width else "weights' size"
+        size = (
+            f"{s.input_height}x{s.input_width} (h x w; 0 follows the weights' aspect)"
+            if s.input_width or s.input_height
+            else "weights' size"
+        )
         return (
             f"model={s.model} variant={s.variant or 'default'} weights={s.weights or 'default'} "
             f"backend={s.backend} device={s.device} precision={s.precision} input={size}"
