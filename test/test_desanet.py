@@ -16,7 +16,7 @@ from seg_ros.models.desanet import (
 )
 
 CONSTRUCTORS = {"resnet18": desanet_resnet18, "hardnet68ds": desanet_hardnet68ds}
-# (paper, MODELS.md's reconstruction), 19 classes, aux head excluded.
+# (paper, the reconstruction in docs/MODELS.md), 19 classes, aux head excluded.
 TARGETS = {"resnet18": (15.3e6, 15.20e6), "hardnet68ds": (6.2e6, 6.13e6)}
 
 

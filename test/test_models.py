@@ -10,7 +10,7 @@ from seg_ros.models.complexity import count_macs, count_parameters
 
 ALL = [(name, variant) for name, variants in list_models().items() for variant in variants]
 
-# (model, variant, classes, paper figure, tolerance): MODELS.md's targets. DESANet's head is a
+# (model, variant, classes, paper figure, tolerance): the papers' figures (docs/MODELS.md). DESANet's head is a
 # reconstruction, hence its wider tolerance.
 PAPER_COUNTS = [
     ("fplnet", "encoder", 20, 419_994, 0.01),

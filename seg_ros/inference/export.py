@@ -15,7 +15,7 @@ from typing import Any
 
 from seg_ros.inference.errors import PipelineError
 
-MIN_OPSET = 17  # what DESIGN.md promises every model exports to
+MIN_OPSET = 17  # the opset every model exports to (README)
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 EXPORTERS = ("torchscript", "dynamo")

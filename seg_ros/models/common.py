@@ -8,7 +8,7 @@ from torch import nn
 
 
 class ConvBNReLU(nn.Sequential):
-    """The "CBR" of MODELS.md: bias-free conv, BatchNorm, ReLU."""
+    """The "CBR" of the papers (docs/MODELS.md): bias-free conv, BatchNorm, ReLU."""
 
     def __init__(
         self,

@@ -2,9 +2,9 @@
 
 A shallow spatial path (ending in a deformable conv) and a context path (ResNet-18 or
 HarDNet-68DS) meet at 1/8 of the input; a skip from 1/4 feeds the decoder. The paper's figure is
-not in its text, so the head follows the reconstruction in MODELS.md. With 19 classes, the
+not in its text, so the head follows the reconstruction in docs/MODELS.md. With 19 classes, the
 classifier included and the auxiliary head excluded, DESANet-RN has 15,198,503 parameters
-(paper: 15.3M, MODELS.md's reconstruction 15.20M) and DESANet-HN 6,128,979 (paper: 6.2M,
+(paper: 15.3M, the reconstruction in docs/MODELS.md 15.20M) and DESANet-HN 6,128,979 (paper: 6.2M,
 reconstruction 6.13M).
 
 Choices the text leaves open, taken so that the parameter counts land (and because they are the

@@ -1,7 +1,7 @@
 """FPLNet: Factorized Pyramidal Learning network (Atif et al.).
 
 Ultra-light encoder-decoder trained from scratch. The layer plan follows Table II of the paper
-as written down in MODELS.md; with 20 classes the encoder-only form has 419,931 parameters
+as summarised in docs/MODELS.md; with 20 classes the encoder-only form has 419,931 parameters
 (paper: 419,994) and the full network 499,887 (paper: 0.49M).
 
 Any input size works: the image is zero-padded (after normalisation) at the bottom/right to a

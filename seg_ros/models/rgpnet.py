@@ -4,7 +4,7 @@ A heavy encoder (ResNet-18/50/101 or HarDNet-39DS) gives C2..C5 at strides 4..32
 layers map them to fixed widths 64, 128, 256, 512; the adaptor mixes each level with the one
 below it (strided conv) and the decoder output above it (transposed conv), eq. (1) of the paper;
 a light decoder of weight-shared residual blocks runs top-down from 1/32 to 1/4, where a 1x1
-classifier and a bilinear x4 upsampling give the logits. Layer widths follow MODELS.md.
+classifier and a bilinear x4 upsampling give the logits. Layer widths: docs/MODELS.md.
 
 Parameters: 17,764,811 (ResNet-18, 11 classes; paper 17.7M), 50,133,459 (ResNet-101, 19
 classes; paper 50.1M), 9,442,109 (HarDNet-39DS, 65 classes; paper 9.4M).
