@@ -30,6 +30,7 @@ ROS_WHEELS = [
     "ros-ament-index-python",
 ]
 ONNX = ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"]
+OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
 TRAIN = ["tensorboard>=2.15", "tqdm>=4.60"]
 BAG = ["rosbags>=0.10", "matplotlib>=3.8"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6"]
@@ -62,10 +63,11 @@ setup(
     extras_require={
         "ros": ROS_WHEELS,
         "onnx": ONNX,
+        "openvino": OPENVINO,
         "train": TRAIN,
         "bag": BAG,
         "test": TEST,
-        "all": ROS_WHEELS + ONNX + TRAIN + BAG + TEST,
+        "all": ROS_WHEELS + ONNX + OPENVINO + TRAIN + BAG + TEST,
     },
     zip_safe=True,
     maintainer="seg_ros developers",
@@ -85,6 +87,7 @@ setup(
             "seg-models = seg_ros.tools.models:main",
             "seg-node-bench = seg_ros.tools.node_bench:main",
             "seg-dds-bench = seg_ros.tools.dds_bench:main",
+            "seg-quantize = seg_ros.tools.quantize:main",
         ],
     },
 )

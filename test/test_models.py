@@ -10,8 +10,8 @@ from seg_ros.models.complexity import count_macs, count_parameters
 
 ALL = [(name, variant) for name, variants in list_models().items() for variant in variants]
 
-# (model, variant, classes, paper figure, tolerance): the papers' figures (docs/MODELS.md). DESANet's head is a
-# reconstruction, hence its wider tolerance.
+# (model, variant, classes, paper figure, tolerance): the papers' figures (docs/MODELS.md).
+# DESANet's head is a reconstruction, hence its wider tolerance.
 PAPER_COUNTS = [
     ("fplnet", "encoder", 20, 419_994, 0.01),
     ("rgpnet", "resnet18", 11, 17_700_000, 0.01),

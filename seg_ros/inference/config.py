@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from seg_ros.inference.backends import BACKEND_NAMES
 from seg_ros.inference.errors import ConfigError
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "bf16", "fp16")
+BACKENDS = ("auto", *BACKEND_NAMES)
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# cpu | cuda | cuda:N for every backend; OpenVINO's own device names for OpenVINO.
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu"
+OPENVINO_ONLY_DEVICES = r"gpu(\.\d+)?|npu"
 OUTPUT_RESOLUTIONS = ("input", "network")
 COMPILE_MODES = ("off", "inductor", "inductor-freezing")
 COLOR_ORDERS = ("rgb", "bgr")
@@ -24,10 +28,13 @@ class PipelineConfig:
     # safetensors path; None = the shipped models/<model>_camvid.safetensors when installed,
     # else random init with a loud warning.
     weights: str | None = None
-    backend: str = "torch"  # "torch" | "onnxruntime" | "tensorrt"
-    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
-    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
-    # ONNX file (onnxruntime) or TensorRT engine path; None = export/build one on the fly.
+    # "auto" (OpenVINO on a CPU where installed, else torch; see resolve_backend) | "torch" |
+    # "onnxruntime" | "openvino" | "tensorrt"
+    backend: str = "auto"
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"; OpenVINO also "gpu", "gpu.N", "npu"
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" | "int8" (OpenVINO, a quantized model)
+    # ONNX file (onnxruntime), OpenVINO IR .xml (openvino: the int8 model from seg-quantize) or
+    # TensorRT engine; None = export/build one on the fly.
     engine: str | None = None
     # Network (height, width); None = the weights' input_size (512x1024 without weights). One
     # side 0 = that side follows the other with the weights' aspect ratio.
@@ -62,8 +69,18 @@ class PipelineConfig:
         ):
             if getattr(self, name) not in allowed:
                 _bad(name, getattr(self, name), allowed)
-        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            _bad("device", self.device, ["cpu", "cuda", "cuda:N"])
+        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):
+            _bad("device", self.device, ["cpu", "cuda", "cuda:N", "gpu", "gpu.N", "npu"])
+        if re.fullmatch(OPENVINO_ONLY_DEVICES, self.device) and self.backend not in (
+            "openvino",
+            "auto",
+        ):
+            raise ConfigError(
+                f"device {self.device!r} is an OpenVINO device; use backend 'openvino' "
+                "(or cpu/cuda for the others)"
+            )
+        if self.precision == "int8" and self.backend not in ("openvino", "auto"):
+            _bad("precision", "int8", ["fp32", "bf16", "fp16"], f" for backend {self.backend!r}")
         if self.input_size is not None:
             size = self.input_size
             ok = (

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.inference import postprocess, preprocess
-from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.backends import Backend, BuildContext, EngineInfo, backend_class
 from seg_ros.inference.config import MIN_SIDE, PipelineConfig
 from seg_ros.inference.errors import (
     ConfigError,
@@ -75,6 +75,9 @@ class Pipeline:
         self._engine_raw: dict[str, str] = {}
         self._temporary: list[Path] = []  # folders of this pipeline's own, removed once built
 
+        self.backend_name = resolve_backend(config)
+        self._backend_class = backend_class(self.backend_name)
+        self._engine_info: EngineInfo | None = None
         engine_meta = self._engine_metadata()
         if engine_meta is not None and not config.weights:
             # The engine is the model: its own metadata names the classes.
@@ -103,23 +106,15 @@ class Pipeline:
     def _engine_metadata(self) -> WeightsMetadata | None:
         """The seg_ros metadata inside a given ONNX file / next to a given engine, if any."""
         c = self.config
-        if not c.engine or c.backend == "torch":
-            if c.engine and c.backend == "torch":
-                raise ConfigError(
-                    "engine is for backends 'onnxruntime' and 'tensorrt', not 'torch'"
-                )
+        if not c.engine:
             return None
         path = Path(c.engine).expanduser()
+        if not self._backend_class.takes_engine:
+            self._backend_class.read_engine(path)  # raises, naming the backends that take one
         if not path.is_file():
             raise PipelineError(f"engine file not found: {path}")
-        if c.backend == "onnxruntime":
-            from seg_ros.inference.export import read_onnx_metadata
-
-            raw = read_onnx_metadata(path)
-        else:
-            from seg_ros.inference.engine import read_sidecar
-
-            raw = read_sidecar(path).metadata
+        self._engine_info = self._backend_class.read_engine(path)
+        raw = self._engine_info.metadata
         self._engine_raw = raw
         if "format" not in raw:
             if not c.weights:
@@ -144,15 +139,7 @@ class Pipeline:
 
     def _input_size(self) -> tuple[int, int]:
         c = self.config
-        fixed = None
-        if c.engine:
-            raw = self._engine_raw
-            if raw.get("onnx_dynamic") == "false" and "onnx_input_size" in raw:
-                fixed = tuple(int(v) for v in raw["onnx_input_size"].split("x"))
-            elif c.backend == "tensorrt":
-                from seg_ros.inference.engine import read_sidecar
-
-                fixed = tuple(read_sidecar(c.engine).input_size)
+        fixed = self._engine_info.input_size if self._engine_info is not None else None
         size = c.input_size or fixed or tuple(self.metadata.input_size)
         if 0 in size:
             size = follow_aspect(size, fixed or tuple(self.metadata.input_size))
@@ -164,32 +151,16 @@ class Pipeline:
         return int(size[0]), int(size[1])
 
     def _make_backend(self) -> Backend:
-        c, meta = self.config, self.metadata
-        if c.backend == "torch":
-            from seg_ros.inference.backends.torch_backend import TorchBackend
-
-            return TorchBackend(
-                self._network.network,
-                meta.mean,
-                meta.std,
-                c.device,
-                c.precision,
-                compile_mode=c.compile,
-                threads=c.threads,
-            )
-        if c.backend == "onnxruntime":
-            from seg_ros.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-            onnx_path = Path(c.engine) if c.engine else self._export_onnx()
-            return OnnxRuntimeBackend(
-                onnx_path, meta.mean, meta.std, c.device, c.precision, c.threads
-            )
-        from seg_ros.inference.backends.tensorrt_backend import TensorRTBackend
-        from seg_ros.inference.engine import import_tensorrt
-
-        import_tensorrt()  # fail before any export work when TensorRT is missing
-        engine = Path(c.engine) if c.engine else self._build_engine()
-        return TensorRTBackend(engine, meta.mean, meta.std, c.device, c.precision, self.input_size)
+        ctx = BuildContext(
+            config=dataclasses.replace(self.config, backend=self.backend_name),
+            metadata=self.metadata,
+            network=self._network.network if self._network is not None else None,
+            input_size=self.input_size,
+            export_onnx=self._export_onnx,
+            artifact=self._artifact,
+            random_init=self.random_init,
+        )
+        return self._backend_class.build(ctx)
 
     def _remove_temporary(self) -> None:
         import shutil
@@ -236,26 +207,6 @@ class Pipeline:
         prune(keep=path)
         return path
 
-    def _build_engine(self) -> Path:
-        from seg_ros.inference.engine import build_engine
-
-        c = self.config
-        path = self._artifact(f"_{c.precision}.engine")
-        if path.is_file():
-            log.info("using the TensorRT engine cached at %s", path)
-            return path
-        log.warning("no engine given: building a TensorRT %s engine at %s (takes minutes)",
-                    c.precision, path)  # fmt: skip
-        device_index = int(c.device.split(":")[1]) if ":" in c.device else 0
-        return build_engine(
-            self._export_onnx(),
-            path,
-            self.input_size,
-            c.precision,
-            device_index=device_index,
-            metadata=self.metadata.to_strings(),
-        )
-
     def _check_parity(self) -> None:
         """Fast paths must reproduce fp32 eager PyTorch's labels before they are used."""
         if self._network is None:
@@ -265,8 +216,8 @@ class Pipeline:
         image = synthetic_scene(*self.input_size)
         m = self.metadata
         reference = reference_logits(self._network.network, image, m.mean, m.std)
-        what = f"{self.config.backend}/{self.backend.device}/{self.config.precision}"
-        if self.config.backend == "torch" and self.config.compile != "off":
+        what = f"{self.backend_name}/{self.backend.device}/{self.config.precision}"
+        if self.backend_name == "torch" and self.config.compile != "off":
             what += f"/{self.config.compile}"
         try:
             output = self.backend.infer(self.backend.prepare(image))
@@ -274,7 +225,7 @@ class Pipeline:
         except Exception as e:  # a kernel missing for this dtype/device, a compiler failure
             raise PipelineError(f"{what} cannot run {self.metadata.model}: {e}") from e
         self.parity = compare_logits(
-            reference, candidate, what, self.config.parity_min_agreement, labels
+            reference, candidate, what, self._backend_class.min_agreement(self.config), labels
         )
         self.backend.notes["parity"] = self.parity.summary()
         require(self.parity)
@@ -346,7 +297,7 @@ class Pipeline:
         info = {
             "model": m.model,
             "variant": m.variant,
-            "backend": c.backend,
+            "backend": self.backend_name + (" (auto)" if c.backend == "auto" else ""),
             "device": self.backend.device,
             "precision": c.precision,
             "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
@@ -359,6 +310,29 @@ class Pipeline:
         }
         info.update({k: v for k, v in self._describe_backend.items() if k not in info})
         return info
+
+
+def resolve_backend(config: PipelineConfig) -> str:
+    """The backend ``config`` asks for; ``auto`` picks the fastest exact path here: an
+    engine file's own runtime, OpenVINO on a CPU where it is installed (fp32: ~1.7x torch's
+    speed here, the same labels), else PyTorch. An explicit choice is never replaced."""
+    import importlib.util
+
+    if config.backend != "auto":
+        return config.backend
+    if config.engine:
+        suffix = Path(config.engine).suffix.lower()
+        by_suffix = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt"}
+        if suffix in by_suffix:
+            return by_suffix[suffix]
+        raise ConfigError(
+            f"backend 'auto' cannot tell the runtime of engine {config.engine} from its suffix "
+            f"(known: {sorted(by_suffix)}); set backend"
+        )
+    on_cpu = config.device == "cpu"
+    if config.precision == "int8" or (on_cpu and importlib.util.find_spec("openvino")):
+        return "openvino"
+    return "torch"
 
 
 def follow_aspect(size: tuple[int, int], reference: tuple[int, int]) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Labels out: resize to the output size, colourise, blend the overlay (all OpenCV, uint8).
 
-Argmax itself is the backend's (it runs where the logits are, on the GPU for CUDA backends);
-this module starts from a uint8 label map.
+Argmax runs where the logits are (on the GPU for CUDA backends; ``argmax_nchw`` for the CPU
+runtimes, here); the rest starts from a uint8 label map.
 """
 
 from __future__ import annotations
@@ -43,3 +43,19 @@ def colorize(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
 def blend(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
     """``(1 - alpha) * image + alpha * color``, rounded, uint8 (cv2.addWeighted)."""
     return cv2.addWeighted(image, 1.0 - alpha, color, alpha, 0.0)
+
+
+def argmax_nchw(logits: np.ndarray) -> np.ndarray:
+    """1xCxHxW float -> HxW uint8, plane by plane.
+
+    Running max and index over contiguous class planes reads memory sequentially; np.argmax
+    over axis 1 of NCHW strides across planes for every pixel and is several times slower.
+    """
+    planes = logits[0]
+    best = planes[0].copy()
+    index = np.zeros(best.shape, np.uint8)
+    for c in range(1, planes.shape[0]):
+        better = planes[c] > best
+        np.copyto(best, planes[c], where=better)
+        index[better] = c
+    return index

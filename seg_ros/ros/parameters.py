@@ -16,7 +16,13 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from seg_ros.inference.config import BACKENDS, MIN_SIDE, OUTPUT_RESOLUTIONS, PRECISIONS
+from seg_ros.inference.config import (
+    BACKENDS,
+    DEVICE_PATTERN,
+    MIN_SIDE,
+    OUTPUT_RESOLUTIONS,
+    PRECISIONS,
+)
 
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("auto", "sensor_data", "reliable")
@@ -60,12 +66,19 @@ SPECS: tuple[ParamSpec, ...] = (
         constraints="an existing .safetensors file for the chosen model, or empty",
         rebuilds=True,
     ),
-    ParamSpec("backend", "torch", "Inference runtime.", choices=BACKENDS, rebuilds=True),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Inference runtime; auto = OpenVINO on a CPU where it is installed, else PyTorch "
+        "(diagnostics say which runs).",
+        choices=BACKENDS,
+        rebuilds=True,
+    ),
     ParamSpec(
         "device",
         "cpu",
         "Device to run on.",
-        constraints="cpu, cuda or cuda:N",
+        constraints="cpu, cuda or cuda:N; OpenVINO also gpu, gpu.N, npu",
         rebuilds=True,
     ),
     ParamSpec("precision", "fp32", "Arithmetic precision.", choices=PRECISIONS, rebuilds=True),
@@ -173,8 +186,8 @@ def check_value(name: str, value: Any) -> str | None:
         return None
     if spec.choices and value not in spec.choices:
         return f"{name} {value!r} is not allowed; choose from {list(spec.choices)}"
-    if name == "device" and not re.fullmatch(r"cpu|cuda(:\d+)?", str(value)):
-        return f"device {value!r} is not allowed; use cpu, cuda or cuda:N"
+    if name == "device" and not re.fullmatch(DEVICE_PATTERN, str(value)):
+        return f"device {value!r} is not allowed; use cpu, cuda or cuda:N (OpenVINO: gpu, npu)"
     if name in ("input_width", "input_height") and value != 0 and value < MIN_SIDE:
         return f"{name} {value} is too small: use 0 (the weights' size) or at least {MIN_SIDE}"
     return None
@@ -187,7 +200,7 @@ class NodeSettings:
     model: str = "fplnet"
     variant: str = ""
     weights: str = ""
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "cpu"
     precision: str = "fp32"
     engine: str = ""
@@ -249,8 +262,16 @@ def check_settings(settings: NodeSettings) -> str | None:
 def _check_engine(settings: NodeSettings) -> str | None:
     if not settings.engine:
         return None
-    if settings.backend == "torch":
-        return "engine is for backends 'onnxruntime' and 'tensorrt'; clear it for 'torch'"
+    from seg_ros.inference.backends import backend_class
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.pipeline import resolve_backend
+
+    try:
+        cls = backend_class(resolve_backend(settings.pipeline_config()))
+        if not cls.takes_engine:
+            cls.read_engine(Path(settings.engine))  # raises, naming the backends that take one
+    except PipelineError as e:
+        return str(e)
     if not Path(settings.engine).expanduser().is_file():
         return f"engine file not found: {settings.engine}"
     return None

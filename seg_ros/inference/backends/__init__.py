@@ -1,9 +1,25 @@
-"""Backends run a network on prepared input and hand back logits and labels.
+"""Inference backends, looked up by name; each module is imported only when used (torch,
+onnxruntime, openvino and tensorrt are optional)."""
 
-Each lives in its own module and imports its runtime (torch, onnxruntime, tensorrt) only when
-built, so asking for one never needs the others installed.
-"""
+from __future__ import annotations
 
-from seg_ros.inference.backends.base import Backend
+import importlib
+from typing import Any
 
-__all__ = ["Backend"]
+from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
+
+# name -> (module, class)
+_BACKENDS = {
+    "torch": ("seg_ros.inference.backends.torch_backend", "TorchBackend"),
+    "onnxruntime": ("seg_ros.inference.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "openvino": ("seg_ros.inference.backends.openvino_backend", "OpenVINOBackend"),
+    "tensorrt": ("seg_ros.inference.backends.tensorrt_backend", "TensorRTBackend"),
+}
+BACKEND_NAMES = tuple(_BACKENDS)
+__all__ = ["BACKEND_NAMES", "Backend", "BuildContext", "EngineInfo", "backend_class"]
+
+
+def backend_class(name: str) -> Any:
+    """The Backend subclass called ``name`` (KeyError for an unknown name)."""
+    module, cls = _BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)

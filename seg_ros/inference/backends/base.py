@@ -1,11 +1,43 @@
-"""The interface the pipeline drives: prepare (normalise) -> infer (logits) -> labels (argmax)."""
+"""The interface the pipeline drives: prepare (normalise) -> infer (logits) -> labels (argmax).
+
+The seam: each backend builds itself (``build``) from what the pipeline knows (the network,
+its metadata, the config, the input size, and helpers for cached ONNX exports) and reads its
+own engine files (``read_engine``). The pipeline looks backends up by name
+(``seg_ros.inference.backends.backend_class``) and never branches on which one it runs.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from seg_ros.inference.errors import ConfigError
+
+
+@dataclass
+class EngineInfo:
+    """What a backend's engine file says about itself."""
+
+    metadata: dict[str, str] = field(default_factory=dict)  # seg_ros metadata ({}: none)
+    input_size: tuple[int, int] | None = None  # the size it is built for; None = any size
+
+
+@dataclass
+class BuildContext:
+    """Everything a backend may build itself from."""
+
+    config: Any  # PipelineConfig (validated; backend resolved, never "auto")
+    metadata: Any  # WeightsMetadata: classes, palette, mean/std
+    network: Any  # the fp32 eager torch module on the CPU; None when only an engine is given
+    input_size: tuple[int, int]  # (height, width) the network runs at
+    export_onnx: Callable[[], Path]  # an ONNX of ``network`` at ``input_size`` (cached)
+    artifact: Callable[[str], Path]  # a cache path for this network, size and ``suffix``
+    random_init: bool = False  # nothing built from a random network is worth caching
 
 
 class Backend(ABC):
@@ -18,6 +50,27 @@ class Backend(ABC):
     def __init__(self) -> None:
         # Human-readable facts for describe(): what was compiled, built, checked, and how.
         self.notes: dict[str, str] = {}
+
+    @classmethod
+    @abstractmethod
+    def build(cls, ctx: BuildContext) -> Backend:
+        """This backend for ``ctx``, or a PipelineError (subclass) naming what is missing."""
+
+    takes_engine = False  # True: runs a given engine file (see read_engine)
+
+    @classmethod
+    def read_engine(cls, path: Path) -> EngineInfo:
+        """The metadata and fixed input size stored with an engine file of this backend."""
+        raise ConfigError(
+            f"engine is for backends 'onnxruntime', 'openvino' and 'tensorrt', not {cls.name!r}; "
+            "clear it"
+        )
+
+    @classmethod
+    def min_agreement(cls, config: Any) -> float:
+        """The share of labels that must equal fp32 eager PyTorch's in the build-time parity
+        check (int8 paths are held to their recorded validation accuracy instead)."""
+        return config.parity_min_agreement
 
     @abstractmethod
     def prepare(self, image: np.ndarray) -> Any:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
+from seg_ros.inference.postprocess import argmax_nchw
 from seg_ros.inference.preprocess import normalisation_constants, normalise_nchw
 
 
@@ -57,6 +58,17 @@ def providers_for(device: str, precision: str, available: list[str]) -> list[Any
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    takes_engine = True
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> OnnxRuntimeBackend:
+        c, meta = ctx.config, ctx.metadata
+        onnx_path = Path(c.engine) if c.engine else ctx.export_onnx()
+        return cls(onnx_path, meta.mean, meta.std, c.device, c.precision, c.threads)
+
+    @classmethod
+    def read_engine(cls, path: Path) -> EngineInfo:
+        return onnx_engine_info(path)
 
     def __init__(
         self,
@@ -114,17 +126,13 @@ class OnnxRuntimeBackend(Backend):
         return np.asarray(logits, np.float32)
 
 
-def argmax_nchw(logits: np.ndarray) -> np.ndarray:
-    """1xCxHxW float -> HxW uint8, plane by plane.
+def onnx_engine_info(path: Path) -> EngineInfo:
+    """An ONNX file's seg_ros metadata and, for a fixed-size export, its size."""
+    from seg_ros.inference.export import read_onnx_metadata
 
-    Running max and index over contiguous class planes reads memory sequentially; np.argmax
-    over axis 1 of NCHW strides across planes for every pixel and is several times slower.
-    """
-    planes = logits[0]
-    best = planes[0].copy()
-    index = np.zeros(best.shape, np.uint8)
-    for c in range(1, planes.shape[0]):
-        better = planes[c] > best
-        np.copyto(best, planes[c], where=better)
-        index[better] = c
-    return index
+    raw = read_onnx_metadata(path)
+    size = None
+    if raw.get("onnx_dynamic") == "false" and "onnx_input_size" in raw:
+        h, w = (int(v) for v in raw["onnx_input_size"].split("x"))
+        size = (h, w)
+    return EngineInfo(raw, size)

@@ -8,21 +8,56 @@ map crosses back to the host. Works the same on desktop GPUs and Jetson.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
 from seg_ros.inference.backends.torch_backend import argmax_labels, resolve_device
 from seg_ros.inference.engine import check_sidecar, gpu_identity, import_tensorrt, read_sidecar
 from seg_ros.inference.errors import PipelineError
+
+log = logging.getLogger("seg_ros.inference")
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64"}
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    takes_engine = True
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> TensorRTBackend:
+        from seg_ros.inference.engine import build_engine
+
+        c, meta = ctx.config, ctx.metadata
+        import_tensorrt()  # fail before any export work when TensorRT is missing
+        if c.engine:
+            engine = Path(c.engine)
+        else:
+            engine = ctx.artifact(f"_{c.precision}.engine")
+            if engine.is_file():
+                log.info("using the TensorRT engine cached at %s", engine)
+            else:
+                log.warning("no engine given: building a TensorRT %s engine at %s (takes "
+                            "minutes)", c.precision, engine)  # fmt: skip
+                device_index = int(c.device.split(":")[1]) if ":" in c.device else 0
+                build_engine(
+                    ctx.export_onnx(),
+                    engine,
+                    ctx.input_size,
+                    c.precision,
+                    device_index=device_index,
+                    metadata=meta.to_strings(),
+                )
+        return cls(engine, meta.mean, meta.std, c.device, c.precision, ctx.input_size)
+
+    @classmethod
+    def read_engine(cls, path: Path) -> EngineInfo:
+        info = read_sidecar(path)
+        return EngineInfo(info.metadata, (int(info.input_size[0]), int(info.input_size[1])))
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.inference.backends.base import Backend
+from seg_ros.inference.backends.base import Backend, BuildContext
 from seg_ros.inference.config import COMPILE_MODES
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError
 
@@ -42,6 +42,19 @@ def resolve_device(device: str) -> Any:
 
 class TorchBackend(Backend):
     name = "torch"
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> TorchBackend:
+        c, meta = ctx.config, ctx.metadata
+        return cls(
+            ctx.network,
+            meta.mean,
+            meta.std,
+            c.device,
+            c.precision,
+            compile_mode=c.compile,
+            threads=c.threads,
+        )
 
     def __init__(
         self,

@@ -1,0 +1,231 @@
+"""OpenVINO backend: Intel's runtime for CPUs (and Intel GPUs/NPUs), fp32, bf16 where the CPU
+has it, and int8 models made by ``seg-quantize`` (NNCF post-training quantization).
+
+Without an engine the network is converted from the PyTorch module itself
+(``openvino.convert_model``), not from ONNX: OpenVINO's ONNX reader has no ``DeformConv``, its
+PyTorch frontend converts DESANet's deformable convolution (DeformableConvolution). The
+converted model is cached as IR (.xml + .bin) like the ONNX exports.
+
+Engines (``engine``): an OpenVINO IR .xml or an ONNX file. seg_ros writes its metadata into the
+IR's runtime info (``rt_info["seg_ros"]``): classes, palette, normalisation, input size and,
+for int8, the accuracy the quantized model kept on the validation split.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
+from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
+from seg_ros.inference.postprocess import argmax_nchw
+from seg_ros.inference.preprocess import normalisation_constants, normalise_nchw
+
+log = logging.getLogger("seg_ros.inference")
+RT_INFO_KEY = "seg_ros"
+# An int8 model's labels differ from fp32 where the network is unsure; what it must keep is
+# its validation accuracy (recorded by seg-quantize). The synthetic-scene parity check only
+# guards against a broken model.
+INT8_MIN_AGREEMENT = 0.9
+_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def import_openvino() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend 'openvino' needs the openvino package (pip install seg_ros[openvino])"
+        ) from e
+    return ov
+
+
+@functools.cache
+def core() -> Any:
+    """One OpenVINO Core per process (it holds the plugins and their caches)."""
+    return import_openvino().Core()
+
+
+def openvino_device(device: str) -> str:
+    """seg_ros' device name -> OpenVINO's (cpu -> CPU, gpu.1 -> GPU.1, npu -> NPU)."""
+    if device.startswith("cuda"):
+        raise ConfigError(f"device {device!r} is not an OpenVINO device; use cpu, gpu or npu")
+    return device.upper()
+
+
+def read_metadata(model: Any) -> dict[str, str]:
+    """seg_ros' strings in an OpenVINO model's runtime info ({} when it has none)."""
+    info = model.get_rt_info()
+    if RT_INFO_KEY not in info:
+        return {}
+    keys = model.get_rt_info([RT_INFO_KEY]).astype(dict)
+    return {str(k): model.get_rt_info([RT_INFO_KEY, str(k)]).astype(str) for k in keys}
+
+
+def write_metadata(model: Any, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        model.set_rt_info(str(value), [RT_INFO_KEY, key])
+
+
+def is_int8(model: Any) -> bool:
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def convert_from_torch(network: Any, input_size: tuple[int, int]) -> Any:
+    """The fp32 PyTorch module as an OpenVINO model with a static 1x3xHxW input."""
+    import torch
+
+    ov = import_openvino()
+    example = torch.zeros(1, 3, *input_size)
+    with torch.no_grad():
+        return ov.convert_model(network.eval(), example_input=example, input=[(1, 3, *input_size)])
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    takes_engine = True
+
+    @classmethod
+    def build(cls, ctx: BuildContext) -> OpenVINOBackend:
+        c, meta = ctx.config, ctx.metadata
+        ov = import_openvino()
+        if c.engine:
+            model = read_model(Path(c.engine))
+            source = str(c.engine)
+        elif c.precision == "int8":
+            raise ConfigError(
+                "precision 'int8' runs a quantized model: make one with seg-quantize (it checks "
+                "the accuracy kept on a validation split) and set engine to its .xml"
+            )
+        elif ctx.network is None:
+            raise PipelineError("backend 'openvino' needs weights or an engine")
+        else:
+            # Random-init networks are converted for this run only, never cached.
+            cached = None if ctx.random_init else ctx.artifact(".xml")
+            if cached is not None and cached.is_file():
+                log.info("using the OpenVINO model cached at %s", cached)
+                model = core().read_model(str(cached))
+                source = str(cached)
+            else:
+                log.info("converting %s/%s to OpenVINO", meta.model, meta.variant)
+                model = convert_from_torch(ctx.network, ctx.input_size)
+                source = "converted from PyTorch"
+                if cached is not None:
+                    from seg_ros.inference.artifacts import prune
+
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cached.with_name(cached.stem + ".tmp.xml")
+                    ov.save_model(model, str(tmp), compress_to_fp16=False)
+                    tmp.with_suffix(".bin").replace(cached.with_suffix(".bin"))
+                    tmp.replace(cached)
+                    prune(keep=cached)
+                    source = f"converted from PyTorch, cached at {cached}"
+        return cls(model, meta.mean, meta.std, c.device, c.precision, c.threads, source)
+
+    @classmethod
+    def read_engine(cls, path: Path) -> EngineInfo:
+        model = read_model(path)
+        raw = read_metadata(model)
+        if not raw and path.suffix.lower() == ".onnx":
+            from seg_ros.inference.backends.onnxruntime_backend import onnx_engine_info
+
+            return onnx_engine_info(path)
+        shape = model.input(0).get_partial_shape()
+        size = None
+        if shape.is_static and len(shape) == 4:
+            size = (int(shape[2].get_length()), int(shape[3].get_length()))
+        return EngineInfo(raw, size)
+
+    @classmethod
+    def min_agreement(cls, config: Any) -> float:
+        if config.precision == "int8":
+            return min(config.parity_min_agreement, INT8_MIN_AGREEMENT)
+        return config.parity_min_agreement
+
+    def __init__(
+        self,
+        model: Any,
+        mean: list[float],
+        std: list[float],
+        device: str = "cpu",
+        precision: str = "fp32",
+        threads: int | None = None,
+        source: str = "",
+    ) -> None:
+        super().__init__()
+        ov_device = openvino_device(device)
+        available = core().available_devices
+        if not any(d == ov_device or d.startswith(ov_device + ".") for d in available):
+            raise BackendUnavailableError(
+                f"OpenVINO has no device {ov_device} here (it has {available})"
+            )
+        if precision == "fp16" and ov_device.startswith("CPU"):
+            raise ConfigError("precision 'fp16' is not for OpenVINO's CPU; use fp32, bf16 or int8")
+        capabilities = core().get_property(ov_device, "OPTIMIZATION_CAPABILITIES")
+        if precision == "bf16" and "BF16" not in capabilities:
+            raise BackendUnavailableError(
+                f"this {ov_device} has no bf16 (OpenVINO reports {list(capabilities)}); use fp32"
+            )
+        quantized = is_int8(model)
+        if quantized and precision != "int8":
+            raise ConfigError(
+                f"{source} is an int8 model; set precision 'int8' to run it (the accuracy it "
+                "kept is in its metadata)"
+            )
+        if precision == "int8" and not quantized:
+            raise ConfigError(
+                f"precision 'int8' was asked, but {source} is not quantized; make an int8 "
+                "model with seg-quantize"
+            )
+        self.device = device
+        self.precision = precision
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _PRECISION_HINTS.get(precision, "f32"),
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self.compiled = core().compile_model(model, ov_device, config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
+            raise PipelineError(f"OpenVINO cannot compile the model for {ov_device}: {e}") from None
+        self.request = self.compiled.create_infer_request()
+        self._scale, self._bias = normalisation_constants(mean, std)
+        self.notes["openvino"] = import_openvino().__version__.split("-")[0]
+        self.notes["model"] = source
+        meta = read_metadata(model)
+        if "int8_val_miou" in meta:
+            self.notes["int8_accuracy"] = (
+                f"val mIoU {meta['int8_val_miou']} (fp32 {meta.get('fp32_val_miou', '?')}) on "
+                f"{meta.get('int8_validation', '?')}"
+            )
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return normalise_nchw(image, self._scale, self._bias)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        # The output tensor's memory is the request's own and is overwritten by the next
+        # frame: the pipeline takes labels from it before then; to_numpy copies.
+        self.request.infer({0: batch})
+        return self.request.get_output_tensor(0).data
+
+    def labels(self, logits: np.ndarray) -> np.ndarray:
+        return argmax_nchw(logits)
+
+    def to_numpy(self, logits: np.ndarray) -> np.ndarray:
+        return np.array(logits, np.float32)
+
+
+def read_model(path: Path) -> Any:
+    if not path.is_file():
+        raise PipelineError(f"OpenVINO model not found: {path}")
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        raise PipelineError(f"{path} has no weights file {path.with_suffix('.bin').name} beside it")
+    try:
+        return core().read_model(str(path))
+    except Exception as e:  # a damaged .xml/.bin or a foreign file
+        raise PipelineError(f"OpenVINO cannot read {path}: {e}") from None

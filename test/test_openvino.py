@@ -1,0 +1,173 @@
+"""The backend seam and the OpenVINO backend: fp32 against torch, every network, int8 models
+made by NNCF with their recorded accuracy, and the errors for bad int8 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from weights_helpers import PIPELINE_SIZE, pipeline_weights
+
+from seg_ros.inference import ConfigError, Pipeline, PipelineConfig, PipelineError
+from seg_ros.inference.backends import BACKEND_NAMES, Backend, backend_class
+from seg_ros.inference.pipeline import resolve_backend
+from seg_ros.labels import CAMVID
+from seg_ros.training.synthetic import scene
+
+
+def test_every_backend_is_found_by_name_and_builds_itself() -> None:
+    for name in BACKEND_NAMES:
+        try:
+            cls = backend_class(name)
+        except ImportError as e:  # a runtime module that imports its library at the top
+            pytest.fail(f"backend {name} module must import without its runtime: {e}")
+        assert issubclass(cls, Backend) and cls.name == name
+        assert "build" in cls.__dict__, f"{name} does not build itself"
+    assert {"torch", "onnxruntime", "openvino", "tensorrt"} <= set(BACKEND_NAMES)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    return str(pipeline_weights(tmp_path_factory.mktemp("w") / "fplnet.safetensors"))
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [scene(rng, PIPELINE_SIZE, CAMVID.num_classes, CAMVID.palette)[0] for _ in range(n)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_pipeline_runs_every_cpu_backend_through_the_seam(weights, backend) -> None:
+    pytest.importorskip({"torch": "torch", "onnxruntime": "onnxruntime"}.get(backend, backend))
+    pipeline = Pipeline(weights=weights, backend=backend)
+    assert pipeline.describe()["backend"] == backend
+    out = pipeline(_images(1)[0])
+    assert out.labels.shape == PIPELINE_SIZE and out.labels.max() < CAMVID.num_classes
+
+
+def test_openvino_fp32_agrees_with_torch_fp32(weights) -> None:
+    pytest.importorskip("openvino")
+    torch_p = Pipeline(weights=weights, backend="torch")
+    ov_p = Pipeline(weights=weights, backend="openvino")
+    same = total = 0
+    for image in _images(4, seed=3):
+        a, b = torch_p(image).labels, ov_p(image).labels
+        same += int((a == b).sum())
+        total += a.size
+    assert same / total >= 0.999, same / total
+    assert ov_p.parity is not None and ov_p.parity.agreement >= 0.999
+
+
+@pytest.mark.parametrize(("model", "variant"), [("rgpnet", "resnet18"), ("desanet", "resnet18")])
+def test_openvino_runs_every_network(model, variant, monkeypatch) -> None:
+    """DESANet's deformable convolution included (converted from the PyTorch module)."""
+    pytest.importorskip("openvino")
+    monkeypatch.setattr("seg_ros.inference.loading.shipped_weights", lambda m: None)
+    pipeline = Pipeline(model=model, variant=variant, backend="openvino", input_size=(64, 96))
+    assert pipeline.random_init and pipeline.parity.agreement >= 0.99
+    assert pipeline(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)
+
+
+def test_backend_auto_picks_the_runtime_and_never_overrides_a_choice() -> None:
+    import importlib.util
+
+    has_ov = importlib.util.find_spec("openvino") is not None
+    assert resolve_backend(PipelineConfig()) == ("openvino" if has_ov else "torch")
+    assert resolve_backend(PipelineConfig(backend="torch")) == "torch"
+    assert resolve_backend(PipelineConfig(device="cuda")) == "torch"
+    assert resolve_backend(PipelineConfig(engine="m.onnx")) == "onnxruntime"
+    assert resolve_backend(PipelineConfig(engine="m.xml")) == "openvino"
+    with pytest.raises(ConfigError, match="suffix"):
+        resolve_backend(PipelineConfig(engine="m.bin"))
+    with pytest.raises(ConfigError, match="int8"):
+        PipelineConfig(backend="torch", precision="int8").validate()
+
+
+@pytest.fixture(scope="module")
+def int8(weights, tmp_path_factory) -> tuple[str, object]:
+    pytest.importorskip("nncf")
+    from seg_ros.inference.quantize import quantize
+
+    rng = np.random.default_rng(1)
+    pairs = [scene(rng, PIPELINE_SIZE, CAMVID.num_classes, CAMVID.palette) for _ in range(6)]
+    out = tmp_path_factory.mktemp("int8") / "fplnet_int8.xml"
+    # A random network's mIoU is near 0 either way: force, so the file is written (flagged if
+    # it lost more than the tolerance) and its recorded figures can be checked.
+    report = quantize(
+        weights,
+        "fplnet",
+        [p[0] for p in pairs[:4]],
+        pairs[4:],
+        out,
+        "synthetic calibration",
+        "synthetic validation",
+        force=True,
+        progress=lambda m: None,
+    )
+    return str(out), report
+
+
+def test_int8_model_records_the_accuracy_it_kept(weights, int8) -> None:
+    from seg_ros.inference.backends.openvino_backend import OpenVINOBackend
+
+    path, report = int8
+    assert report.written
+    info = OpenVINOBackend.read_engine(Path(path))
+    assert info.metadata["precision"] == "int8"
+    assert info.metadata["int8_val_miou"] == f"{report.int8_miou:.2f}"
+    assert info.metadata["fp32_val_miou"] == f"{report.fp32_miou:.2f}"
+    assert info.metadata["int8_validation"].startswith("synthetic validation (2 frames)")
+    assert info.metadata["int8_within_tolerance"] == str(report.within).lower()
+    assert info.input_size == PIPELINE_SIZE
+    pipeline = Pipeline(weights=weights, backend="openvino", precision="int8", engine=path)
+    assert "val mIoU" in pipeline.describe()["int8_accuracy"]
+    assert pipeline(_images(1)[0]).labels.shape == PIPELINE_SIZE
+
+
+def test_an_int8_model_past_its_tolerance_is_not_written(weights, tmp_path) -> None:
+    pytest.importorskip("nncf")
+    from seg_ros.inference.quantize import quantize
+
+    rng = np.random.default_rng(2)
+    pairs = [scene(rng, PIPELINE_SIZE, CAMVID.num_classes, CAMVID.palette) for _ in range(3)]
+    out = tmp_path / "q.xml"
+    report = quantize(
+        weights, "fplnet", [pairs[0][0]], pairs[1:], out, "c", "v", max_drop=-1.0,
+        progress=lambda m: None,
+    )  # fmt: skip
+    assert not report.written and report.flags and not out.exists()
+
+
+def test_bad_int8_models_are_clear_errors(weights, int8, tmp_path) -> None:
+    path, _ = int8
+    with pytest.raises(ConfigError, match="is an int8 model"):
+        Pipeline(weights=weights, backend="openvino", precision="fp32", engine=path)
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<net name='x'><layers>")
+    (tmp_path / "broken.bin").write_bytes(b"")
+    with pytest.raises(PipelineError, match="cannot read"):
+        Pipeline(weights=weights, backend="openvino", precision="int8", engine=str(broken))
+    lonely = tmp_path / "lonely.xml"
+    lonely.write_text(Path(path).read_text())
+    with pytest.raises(PipelineError, match="no weights file"):
+        Pipeline(weights=weights, backend="openvino", precision="int8", engine=str(lonely))
+    with pytest.raises(ConfigError, match="seg-quantize"):
+        Pipeline(weights=weights, backend="openvino", precision="int8")
+
+
+def test_mismatched_int8_models_are_refused(weights, int8, tmp_path) -> None:
+    import openvino as ov
+    import torch
+
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch
+    from seg_ros.models import build_model
+
+    path, _ = int8
+    with pytest.raises(PipelineError, match="holds a 'fplnet' network"):
+        Pipeline(model="rgpnet", backend="openvino", precision="int8", engine=path)
+    torch.manual_seed(0)
+    fp32_ir = tmp_path / "fp32.xml"
+    ov.save_model(convert_from_torch(build_model("fplnet", "full", 11), PIPELINE_SIZE), fp32_ir)
+    with pytest.raises(ConfigError, match="not quantized"):
+        Pipeline(weights=weights, backend="openvino", precision="int8", engine=str(fp32_ir))
