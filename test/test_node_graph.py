@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from ros_fixtures import NodeUnderTest, Streamer, scene
+from ros_fixtures import NodeUnderTest, Streamer, scene, values
 from weights_helpers import NETWORK_SIZE, make_weights
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
@@ -123,3 +123,38 @@ def test_sigint_under_load_exits_cleanly(ros_probe, weights, tmp_path) -> None:
     log = n.process.log()
     assert code == 0, log[-3000:]
     assert "ERROR" not in log, log[-3000:]
+
+
+def test_node_serves_openvino_and_hot_swaps_under_load(ros_probe, weights, tmp_path) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    n = NodeUnderTest(
+        ros_probe,
+        "seg_ov",
+        {"weights": weights, "backend": "openvino", "target_rate": 0.0, "diagnostics_period": 0.5},
+        tmp_path,
+        namespace=f"/seg_ov_{os.getpid()}",
+    )
+    try:
+        n.wait_active()
+        n.wait_status(lambda s, v: v.get("Backend") == "openvino", what="openvino serving")
+
+        def processed() -> int:
+            status = n.status()
+            return int(values(status).get("Frames processed", "0")) if status else 0
+
+        with Streamer(n.image_pub, scene(96, 128), rate=10.0, prefix="ov"):
+            for backend in ("torch", "openvino"):
+                before = processed()
+                result = n.probe.set_parameters(n.fqn, {"backend": backend})[0]
+                assert result.successful, result.reason
+                n.wait_status(lambda s, v, b=backend: v.get("Backend") == b, what=backend)
+                # Frames kept flowing through the swap and after it.
+                n.wait_status(
+                    lambda s, v, k=before: int(v.get("Frames processed", "0")) > k + 3,
+                    what=f"frames processed on {backend}",
+                )
+        status = values(n.status())
+        assert status["Inference errors"] == "0", status
+    finally:
+        code = n.close()
+    assert code == 0, n.process.log()[-3000:]

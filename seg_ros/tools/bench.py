@@ -4,9 +4,12 @@ seg-bench --models fplnet rgpnet:resnet18 desanet:resnet18 --backends torch onnx
           --precisions fp32 bf16 --sizes 512x1024 --json bench.json
 
 Per combination: median and p95 milliseconds of each stage (preprocess, inference,
-postprocess, total), frames per second, achieved GFLOP/s of the network, and label agreement
-with fp32 eager PyTorch on the same input. A combination that cannot run here (no GPU,
-onnxruntime in bf16) is listed as skipped with the reason. Prints figures; asserts nothing.
+postprocess, total), frames per second, achieved GFLOP/s of the network, label agreement
+with fp32 eager PyTorch on the same input, and the bare runtime (the backend's network call
+alone, on a prepared input, timed in the same run) with the pipeline's overhead over it.
+int8 rows run the OpenVINO models given with --int8 (made by seg-quantize). A combination
+that cannot run here (no GPU, onnxruntime in bf16) is listed as skipped with the reason.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,8 +42,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["fplnet", "rgpnet:resnet18", "desanet:resnet18"],
         help="MODEL or MODEL:VARIANT (default: fplnet rgpnet:resnet18 desanet:resnet18)",
     )
-    p.add_argument("--backends", nargs="+", default=["torch"], help="torch onnxruntime tensorrt")
-    p.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 bf16 fp16")
+    p.add_argument(
+        "--backends", nargs="+", default=["torch"], help="torch onnxruntime openvino tensorrt auto"
+    )
+    p.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 bf16 fp16 int8")
+    p.add_argument(
+        "--int8",
+        nargs="*",
+        default=[],
+        metavar="MODEL[:VARIANT]=PATH",
+        help="int8 OpenVINO model (.xml from seg-quantize) per model, for the int8 rows",
+    )
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 1024)], help="HxW")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     p.add_argument(
@@ -139,7 +151,13 @@ def run_one(
     row["variant"] = resolve_variant(model, variant)  # a skipped row names it like the others
     try:
         key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
+        engine = None
+        if precision == "int8":
+            engine = args.int8_models.get(f"{model}:{variant}") or args.int8_models.get(model)
+            if engine is None:
+                raise ValueError(f"int8 needs a quantized model: --int8 {model}=PATH.xml")
         pipeline = Pipeline(
+            engine=engine,
             model=model,
             variant=variant,
             weights=weights.get(key),
@@ -184,6 +202,7 @@ def run_one(
     labels = [pipeline(im).labels for im in images]
     stats = summarise(samples)
     total = stats["total"]["median"]
+    bare = bare_network_ms(pipeline, images[0], args.iterations)
     row.update(
         status="ok",
         iterations=args.iterations,
@@ -204,9 +223,27 @@ def run_one(
         if refs
         else None,
         agreement_images=len(refs),
+        bare_ms=round(bare, 3),
+        overhead=round(total / bare - 1.0, 4) if bare else None,
         parity=pipeline.parity.as_dict() if pipeline.parity else None,
     )
     return row
+
+
+def bare_network_ms(pipeline: Any, image: np.ndarray, iterations: int) -> float:
+    """Median ms of the backend's network call alone (the bare runtime: no resize, no
+    normalisation, no argmax), on an input prepared once."""
+    from seg_ros.inference import preprocess
+
+    backend = pipeline.backend
+    batch = backend.prepare(preprocess.resize_to_network(image, pipeline.input_size))
+    backend.infer(batch)
+    times = []
+    for _ in range(max(3, iterations)):
+        start = time.perf_counter()
+        backend.infer(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
 
 
 def _threads() -> int:
@@ -219,7 +256,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'model':<18} {'backend':<11} {'prec':<5} {'size':<9} {'pre ms':>13} {'infer ms':>15} "
         f"{'post ms':>13} {'total ms':>15} {'cpu ms':>7} {'FPS':>6} {'GFLOP/s':>8} {'pre+post':>8} "
-        f"{'agree':>8}  weights"
+        f"{'agree':>8} {'bare ms':>8} {'over':>6}  weights"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -235,15 +272,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         agree = f"{r['agreement']:.2%}" if r["agreement"] is not None else "n/a"
         gflops = f"{r['gflops_per_s']:8.0f}" if r["gflops_per_s"] else f"{'n/a':>8}"
         weights = "RANDOM INIT" if r["random_init"] else r["weights"]
+        over = f"{r['overhead']:+6.1%}" if r.get("overhead") is not None else f"{'n/a':>6}"
         lines.append(
             f"{lead} {cells[0]:>13} {cells[1]:>15} {cells[2]:>13} {cells[3]:>15} "
             f"{r['cpu_ms']:7.1f} {r['fps']:6.1f} {gflops} {r['pre_post_share']:8.1%} "
-            f"{agree:>8}  {weights}"
+            f"{agree:>8} {r.get('bare_ms', 0):8.1f} {over}  {weights}"
         )
     lines.append(
         "times: median/p95 ms over the timed frames; cpu: this process's CPU ms per frame "
         "(all threads; far below total x threads = cores taken by others); agree: labels "
-        "equal to fp32 eager on the same input; +cmp: torch.compile (mode in the JSON)"
+        "equal to fp32 eager on the same input; +cmp: torch.compile (mode in the JSON); bare: "
+        "the runtime's network call alone; over: total / bare - 1"
     )
     return "\n".join(lines)
 
@@ -284,13 +323,18 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="seg-bench: %(message)s")
-    weights = {}
-    for item in args.weights:
-        if "=" not in item:
-            print(f"seg-bench: --weights expects MODEL=PATH, got {item!r}", file=sys.stderr)
-            return 2
-        k, v = item.split("=", 1)
-        weights[k] = v
+    weights: dict[str, str] = {}
+    args.int8_models = {}
+    for flag, items, target in (
+        ("--weights", args.weights, weights),
+        ("--int8", args.int8, args.int8_models),
+    ):
+        for item in items:
+            if "=" not in item:
+                print(f"seg-bench: {flag} expects MODEL=PATH, got {item!r}", file=sys.stderr)
+                return 2
+            k, v = item.split("=", 1)
+            target[k] = v
     problem = check_names(args)
     if problem:
         print(f"seg-bench: {problem}", file=sys.stderr)
