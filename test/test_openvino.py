@@ -171,3 +171,19 @@ def test_mismatched_int8_models_are_refused(weights, int8, tmp_path) -> None:
     ov.save_model(convert_from_torch(build_model("fplnet", "full", 11), PIPELINE_SIZE), fp32_ir)
     with pytest.raises(ConfigError, match="not quantized"):
         Pipeline(weights=weights, backend="openvino", precision="int8", engine=str(fp32_ir))
+
+
+def test_shipped_int8_fplnet_is_found_and_records_its_accuracy() -> None:
+    """precision int8 with the shipped weights runs models/fplnet_camvid_int8.xml, which
+    seg-quantize made from exactly those weights (its digest) and checked on CamVid val."""
+    from seg_ros.paths import find_data
+
+    if find_data("models/fplnet_camvid_int8.xml") is None:
+        pytest.skip("no shipped int8 model in this install")
+    pipeline = Pipeline(model="fplnet", backend="openvino", precision="int8")
+    notes = pipeline.describe()
+    assert notes["openvino_model"].endswith("fplnet_camvid_int8.xml")
+    assert "camvid/val (101 frames)" in notes["int8_accuracy"]
+    fp32 = float(notes["int8_accuracy"].split("fp32 ")[1].split(")")[0])
+    int8 = float(notes["int8_accuracy"].split("val mIoU ")[1].split(" ")[0])
+    assert fp32 - int8 <= 0.5

@@ -159,6 +159,7 @@ class Pipeline:
             export_onnx=self._export_onnx,
             artifact=self._artifact,
             random_init=self.random_init,
+            weights_path=self.weights_path,
         )
         return self._backend_class.build(ctx)
 

@@ -50,9 +50,12 @@ class QuantizeReport:
     def within(self) -> bool:
         return self.drop <= self.max_drop
 
+    weights_digest: str = ""
+
     def metadata(self) -> dict[str, str]:
         return {
             "precision": "int8",
+            "fp32_weights_digest": self.weights_digest,
             "fp32_val_miou": f"{self.fp32_miou:.2f}",
             "int8_val_miou": f"{self.int8_miou:.2f}",
             "int8_max_drop": f"{self.max_drop:g}",
@@ -97,6 +100,7 @@ def quantize(
     import nncf
     import openvino as ov
 
+    from seg_ros.inference.artifacts import file_digest
     from seg_ros.inference.backends.openvino_backend import convert_from_torch, write_metadata
     from seg_ros.inference.pipeline import Pipeline
 
@@ -200,6 +204,7 @@ def quantize(
             frames_validation=len(validation),
             seconds=time.perf_counter() - start,
             method=method,
+            weights_digest=file_digest(weights) if weights else "",
         )
         if not report.within:
             report.flags.append(f"int8 lost {report.drop:.2f} mIoU points (> {max_drop:g} allowed)")

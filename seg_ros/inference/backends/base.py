@@ -38,6 +38,7 @@ class BuildContext:
     export_onnx: Callable[[], Path]  # an ONNX of ``network`` at ``input_size`` (cached)
     artifact: Callable[[str], Path]  # a cache path for this network, size and ``suffix``
     random_init: bool = False  # nothing built from a random network is worth caching
+    weights_path: Path | None = None  # the weights file the network came from
 
 
 class Backend(ABC):

@@ -93,14 +93,17 @@ class OpenVINOBackend(Backend):
     def build(cls, ctx: BuildContext) -> OpenVINOBackend:
         c, meta = ctx.config, ctx.metadata
         ov = import_openvino()
-        if c.engine:
-            model = read_model(Path(c.engine))
-            source = str(c.engine)
-        elif c.precision == "int8":
-            raise ConfigError(
-                "precision 'int8' runs a quantized model: make one with seg-quantize (it checks "
-                "the accuracy kept on a validation split) and set engine to its .xml"
-            )
+        engine = Path(c.engine) if c.engine else None
+        if engine is None and c.precision == "int8":
+            engine = shipped_int8(meta.model, ctx.weights_path)
+            if engine is None:
+                raise ConfigError(
+                    "precision 'int8' runs a quantized model: make one with seg-quantize (it "
+                    "checks the accuracy kept on a validation split) and set engine to its .xml"
+                )
+        if engine is not None:
+            model = read_model(engine)
+            source = str(engine)
         elif ctx.network is None:
             raise PipelineError("backend 'openvino' needs weights or an engine")
         else:
@@ -196,7 +199,7 @@ class OpenVINOBackend(Backend):
         self.request = self.compiled.create_infer_request()
         self._scale, self._bias = normalisation_constants(mean, std)
         self.notes["openvino"] = import_openvino().__version__.split("-")[0]
-        self.notes["model"] = source
+        self.notes["openvino_model"] = source
         meta = read_metadata(model)
         if "int8_val_miou" in meta:
             self.notes["int8_accuracy"] = (
@@ -218,6 +221,19 @@ class OpenVINOBackend(Backend):
 
     def to_numpy(self, logits: np.ndarray) -> np.ndarray:
         return np.array(logits, np.float32)
+
+
+def shipped_int8(model: str, weights: Path | None) -> Path | None:
+    """The int8 model shipped for ``model`` (models/<model>_camvid_int8.xml), if it was
+    quantized from exactly these weights (its metadata records their digest)."""
+    from seg_ros.inference.artifacts import file_digest
+    from seg_ros.paths import find_data
+
+    path = find_data(f"models/{model}_camvid_int8.xml")
+    if path is None or weights is None:
+        return None
+    recorded = read_metadata(read_model(path)).get("fp32_weights_digest")
+    return path if recorded == file_digest(weights) else None
 
 
 def read_model(path: Path) -> Any:
