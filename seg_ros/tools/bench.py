@@ -156,6 +156,13 @@ def run_one(
             engine = args.int8_models.get(f"{model}:{variant}") or args.int8_models.get(model)
             if engine is None:
                 raise ValueError(f"int8 needs a quantized model: --int8 {model}=PATH.xml")
+            if key not in weights:
+                from seg_ros.inference.loading import shipped_weights
+
+                # The fp32 network beside the engine: for the parity check and the agreement.
+                shipped = shipped_weights(model)
+                if shipped is not None:
+                    weights = {**weights, key: str(shipped)}
         pipeline = Pipeline(
             engine=engine,
             model=model,
@@ -177,7 +184,8 @@ def run_one(
     row.update(
         variant=info["variant"],
         device=info["device"],
-        weights=info["weights"] or "random init",
+        weights=info["weights"]
+        or (f"engine {args_engine(pipeline)}" if pipeline.config.engine else "random init"),
         random_init=pipeline.random_init,
     )
     images = load_images(args.images, size, args.max_images)
@@ -195,14 +203,20 @@ def run_one(
         pipeline(images[i % len(images)])
     samples = []
     cpu_ms = []
+    bare_ms = []
+    batch, infer = bare_call(pipeline, images[0])
     for i in range(args.iterations):
         cpu = time.process_time()
         samples.append(pipeline(images[i % len(images)], want_color=True).timings)
         cpu_ms.append((time.process_time() - cpu) * 1000.0)
+        # Interleaved with the pipeline's frames, so load that comes and goes hits both.
+        start = time.perf_counter()
+        infer(batch)
+        bare_ms.append((time.perf_counter() - start) * 1000.0)
     labels = [pipeline(im).labels for im in images]
     stats = summarise(samples)
     total = stats["total"]["median"]
-    bare = bare_network_ms(pipeline, images[0], args.iterations)
+    bare = float(np.median(bare_ms))
     row.update(
         status="ok",
         iterations=args.iterations,
@@ -230,20 +244,19 @@ def run_one(
     return row
 
 
-def bare_network_ms(pipeline: Any, image: np.ndarray, iterations: int) -> float:
-    """Median ms of the backend's network call alone (the bare runtime: no resize, no
-    normalisation, no argmax), on an input prepared once."""
+def args_engine(pipeline: Any) -> str:
+    return str(pipeline.config.engine)
+
+
+def bare_call(pipeline: Any, image: np.ndarray) -> tuple[Any, Any]:
+    """The backend's network call alone (the bare runtime: no resize, no normalisation, no
+    argmax) and an input prepared once for it."""
     from seg_ros.inference import preprocess
 
     backend = pipeline.backend
     batch = backend.prepare(preprocess.resize_to_network(image, pipeline.input_size))
     backend.infer(batch)
-    times = []
-    for _ in range(max(3, iterations)):
-        start = time.perf_counter()
-        backend.infer(batch)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    return batch, backend.infer
 
 
 def _threads() -> int:
