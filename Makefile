@@ -12,7 +12,8 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))
 $(VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# Pinned torch first: an unpinned resolve would fetch a several-GB CUDA build.
+	# Pinned torch first: the build machines and CI have exactly this release on disk. It is a
+	# CUDA build (~5 GB in the venv); a CPU-only robot takes PyTorch's CPU wheels (README).
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet --no-build-isolation '.[all]'
 	touch $@
