@@ -160,6 +160,16 @@ def test_output_bag_has_the_outputs_added(data, tmp_path: Path) -> None:
         assert stamps[topic] == stamps["/camera/image_raw"]  # header and log time of the frame
 
 
+def test_output_bag_with_a_limit_holds_only_the_evaluated_span(data, tmp_path: Path) -> None:
+    out_bag = tmp_path / "limited"
+    run(data["sqlite3_humble"], tmp_path / "r", "--output-bag", str(out_bag), "--limit", "2",
+        weights=data["weights"])  # fmt: skip
+    with BagReader(out_bag) as bag:
+        assert bag.counts["/camera/image_raw"] == 2
+        assert bag.counts["/segmentation/labels"] == 2
+        assert all(count <= 2 for count in bag.counts.values()), bag.counts
+
+
 # ---------------------------------------------------------------- errors
 
 

@@ -380,13 +380,27 @@ class BagWriter:
         self.write(topic, log_time_ns, self.compressed_msg(array, fmt, stamp, frame_id))
 
 
-def copy_bag(reader: BagReader, writer: BagWriter) -> list[str]:
-    """Every message of ``reader`` into ``writer`` unchanged; the topics that could not be
-    copied (types neither bag describes) are returned, for the caller to report."""
+def copy_bag(
+    reader: BagReader,
+    writer: BagWriter,
+    image_topic: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Every message of ``reader`` into ``writer`` unchanged, or with ``limit``, those logged
+    up to the ``limit``-th frame on ``image_topic`` (what an evaluation of the first frames
+    covers); the topics that could not be copied (types neither bag describes) are returned,
+    for the caller to report."""
     skipped = sorted({c.topic for c in reader.connections if not writer.copy_topic(c)})
+    frames, last_ns = 0, None
     for connection, log_time, raw in reader.raw_messages():
+        if last_ns is not None and log_time > last_ns:
+            break  # log-time order: nothing later belongs to the evaluated span
         if connection.topic not in skipped:
             writer.write_raw(connection.topic, log_time, raw)
+        if limit and connection.topic == image_topic:
+            frames += 1
+            if frames >= limit:
+                last_ns = log_time
     return skipped
 
 

@@ -215,9 +215,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             if writer is not None:
                 skipped = (
-                    writer.call(lambda w: copy_bag(reader, w))
+                    writer.call(lambda w: copy_bag(reader, w, image_topic, args.limit))
                     if pipeline is None
-                    else copy_bag(reader, writer)
+                    else copy_bag(reader, writer, image_topic, args.limit)
                 )
             if pipeline is not None:
                 figures = run_offline(pipeline, source, evaluation, writer, outputs)
