@@ -33,7 +33,7 @@ ONNX = ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"]
 OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
 TRAIN = ["tensorboard>=2.15", "tqdm>=4.60"]
 BAG = ["rosbags>=0.10", "matplotlib>=3.8"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6", "mcap>=1.1"]
 
 setup(
     name=PACKAGE,

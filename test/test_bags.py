@@ -248,3 +248,36 @@ def test_label_size_and_class_ids_are_checked(tmp_path: Path) -> None:
     evaluation.add_label(2, label)
     with pytest.raises(BagError, match=r"class id 11.*predicts 11 classes"):
         evaluation.add_prediction(1, 2, np.zeros((H, W), np.uint8), {}, 0.0)
+
+
+def test_mcap_with_ros1_style_schema_names_is_read(tmp_path) -> None:
+    """mcap's own (non-ROS) writers name the schema ``sensor_msgs/Image``: accepted."""
+    pytest.importorskip("mcap", reason="the mcap package (test extra) is not installed")
+    from mcap.writer import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types = store.types
+    msgdef = store.generate_msgdef("sensor_msgs/msg/Image")[0]
+    path = tmp_path / "foreign.mcap"
+    with path.open("wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2")
+        schema = writer.register_schema("sensor_msgs/Image", "ros2msg", msgdef.encode())
+        channel = writer.register_channel("/cam/image", "cdr", schema)
+        for i in range(2):
+            header = types["std_msgs/msg/Header"](
+                stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=i), frame_id="cam"
+            )
+            msg = types["sensor_msgs/msg/Image"](
+                header=header, height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
+                data=np.full(18, 10 * i, np.uint8),
+            )  # fmt: skip
+            raw = bytes(store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+            writer.add_message(channel, log_time=10**9 + i, data=raw, publish_time=10**9 + i)
+        writer.finish()
+    with BagReader(path) as reader:
+        assert reader.topics == {"/cam/image": "sensor_msgs/msg/Image"}
+        assert reader.image_topics() == ["/cam/image"]
+        got = list(reader.messages(["/cam/image"]))
+    assert [m.msg.data[0] for m in got] == [0, 10]

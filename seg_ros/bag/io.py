@@ -117,6 +117,12 @@ def decode_label(message: BagMessage) -> np.ndarray:
     return np.array(decode_frame(message).array)
 
 
+def ros2_type_name(name: str) -> str:
+    """``pkg/Name`` -> ``pkg/msg/Name``; ROS 2 names (``pkg/msg/Name``) stay as they are."""
+    parts = name.split("/")
+    return f"{parts[0]}/msg/{parts[1]}" if len(parts) == 2 else name
+
+
 class BagReader:
     """A rosbag2 (directory, or a single .db3/.mcap file) opened for reading."""
 
@@ -135,8 +141,11 @@ class BagReader:
                 f"cannot read bag {self.path}: {type(e).__name__}: {e}; a rosbag2 is a folder "
                 "with metadata.yaml and .db3 or .mcap files (or one such file)"
             ) from None
+        self._store = typestore(distro)
+        # Type names as ROS 2 spells them: mcap files written outside ROS (mcap's own examples)
+        # name schemas "sensor_msgs/Image".
         self.topics: dict[str, str] = {
-            topic: info.msgtype or "(several types)"
+            topic: ros2_type_name(info.msgtype) if info.msgtype else "(several types)"
             for topic, info in sorted(self._reader.topics.items())
         }
         self.counts = {t: info.msgcount for t, info in self._reader.topics.items()}
@@ -223,8 +232,12 @@ class BagReader:
         connections = [c for c in self._reader.connections if c.topic in wanted]
         try:
             for connection, log_time, raw in self._reader.messages(connections=connections):
-                msg = self._reader.deserialize(raw, connection.msgtype)
-                yield BagMessage(connection.topic, connection.msgtype, log_time, msg)
+                msgtype = ros2_type_name(connection.msgtype)
+                if msgtype == connection.msgtype:
+                    msg = self._reader.deserialize(raw, msgtype)
+                else:  # the bag's own name is unknown to the type store; ours is not
+                    msg = self._store.deserialize_cdr(raw, msgtype)
+                yield BagMessage(connection.topic, msgtype, log_time, msg)
         except BagError:
             raise
         except Exception as e:  # a truncated file is only found while reading it
