@@ -48,6 +48,7 @@ setup(
         *tree("launch"),
         *tree("config"),
         *tree("models"),
+        *tree("demo"),
     ],
     python_requires=">=3.10",
     install_requires=[

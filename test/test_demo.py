@@ -80,6 +80,7 @@ def test_demo_runs_the_node_and_writes_pngs(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "seg_ros.tools.demo",
+        "--input", "synthetic",
         "--frames", "8",
         "--rate", "4",
         "--width", "160",
@@ -127,3 +128,27 @@ def test_demo_fails_as_soon_as_the_node_cannot_start(tmp_path: Path) -> None:
     assert done.returncode == 1, text[-3000:]
     assert "could not start its pipeline" in text or "the node reports" in text, text[-3000:]
     assert "safetensors" in text  # the node's reason reaches the user
+
+
+@pytest.mark.usefixtures("ros_domain")
+def test_demo_plays_the_shipped_clip_and_scores_it(tmp_path: Path) -> None:
+    """The default input: real CamVid frames with labels, mIoU next to the latency."""
+    pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+    clip = SOURCE_ROOT / "demo" / "camvid_clip"
+    images = sorted((clip / "images").glob("*.jpg"))
+    assert 0 < len(images) <= 30 and all((clip / "labels" / f"{p.stem}.png").is_file()
+                                         for p in images)  # fmt: skip
+    assert sum(p.stat().st_size for p in clip.rglob("*")) < 3 * 2**20
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    weights = make_weights(tmp_path / "fplnet.safetensors", input_size=(90, 120))
+    command = [
+        sys.executable, "-m", "seg_ros.tools.demo", "--frames", "3", "--rate", "2",
+        "--weights", str(weights), "--output", str(tmp_path / "out"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-4000:]
+    assert "camvid_clip" in text and "mIoU" in text and "frames answered" in text, text[-3000:]

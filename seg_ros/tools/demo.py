@@ -183,9 +183,10 @@ def synthetic_frames(width: int, height: int, seed: int = 0) -> Iterator[np.ndar
 def open_source(
     spec: str | None, width: int, height: int, topic: str | None = None
 ) -> Iterator[np.ndarray]:
-    """RGB frames from: nothing (synthetic), a video file, an image folder, a rosbag2 (folder
-    with metadata.yaml, .mcap or .db3), or a camera (``camera:N``, ``/dev/videoN``)."""
-    if not spec:
+    """RGB frames from: nothing or ``synthetic`` (synthetic), a video file, an image folder (or
+    a labelled clip: ``images/`` + ``labels/``), a rosbag2 (folder with metadata.yaml, .mcap or
+    .db3), or a camera (``camera:N``, ``/dev/videoN``)."""
+    if not spec or spec == "synthetic":
         return synthetic_frames(width, height)
     if spec.startswith("camera:") or spec.startswith("/dev/video") or spec.isdigit():
         index = spec.split(":", 1)[1] if spec.startswith("camera:") else spec
@@ -196,12 +197,41 @@ def open_source(
     if path.suffix.lower() in BAG_SUFFIXES or (path / "metadata.yaml").is_file():
         return _bag_frames(path, topic)
     if path.is_dir():
-        return _folder_frames(path)
+        return _folder_frames(path / "images" if (path / "images").is_dir() else path)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return _capture(str(path), spec)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _folder_frames(path)
     raise SystemExit(f"seg-demo: --input {spec}: not a video, image, image folder or rosbag2")
+
+
+DEMO_CLIP = "demo/camvid_clip"
+
+
+def default_input() -> str:
+    """The shipped CamVid clip when installed, else synthetic street frames."""
+    from seg_ros.paths import find_data
+
+    clip = find_data(DEMO_CLIP)
+    return str(clip) if clip is not None else "synthetic"
+
+
+def clip_labels(spec: str | None) -> list[np.ndarray | None]:
+    """Ground truth of a labelled clip (``labels/<stem>.png`` beside ``images/``), in frame
+    order; [] for any other input."""
+    import cv2
+
+    if not spec or spec == "synthetic":
+        return []
+    root = Path(spec).expanduser()
+    if not (root / "images").is_dir() or not (root / "labels").is_dir():
+        return []
+    images = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    out: list[np.ndarray | None] = []
+    for image in images:
+        label = root / "labels" / f"{image.stem}.png"
+        out.append(cv2.imread(str(label), cv2.IMREAD_UNCHANGED) if label.is_file() else None)
+    return out
 
 
 def _capture(device: int | str, spec: str) -> Iterator[np.ndarray]:
@@ -402,7 +432,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--input, write its outputs as PNGs and print a latency summary.",
     )
     p.add_argument(
-        "--input", help="video file, image folder, rosbag2, or camera:N (default: synthetic)"
+        "--input",
+        help="video file, image folder, labelled clip, rosbag2, camera:N, or synthetic "
+        "(default: the shipped CamVid clip, scored against its labels)",
     )
     p.add_argument("--topic", help="image topic to read from a bag (default: the first one)")
     p.add_argument(
@@ -486,7 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     except OutputFolderError as e:
         print(f"seg-demo: {e}", file=sys.stderr)
         return 2
+    if args.input is None:
+        args.input = default_input()
     frames = open_source(args.input, args.width, args.height, args.topic)
+    truth = clip_labels(args.input)
     params_file = find_data("config/segmentation.yaml")
     command = node_command(NODE_NAME, NAMESPACE, node_params(args), params_file)
     print(
@@ -501,11 +536,13 @@ def main(argv: list[str] | None = None) -> int:
     latencies: list[float] = []
     lock = threading.Lock()
     last_id = {"value": None}
+    score = ClipScore(truth)
 
     def on_result(result: Any) -> None:
         with lock:
             latencies.append(result.latency_ms)
             last_id["value"] = result.frame_id
+        score.add(result)
         writer.put(result)
 
     client = SegmentationClient(
@@ -565,7 +602,41 @@ def main(argv: list[str] | None = None) -> int:
     if returned not in (0, None) and code == 0:
         print(f"seg-demo: the node exited with {returned}", file=sys.stderr)
     _summary(args, published, sent_for, latencies, diag, writer, out)
+    if score.frames:
+        print(f"  accuracy   {score.describe()}")
     return code
+
+
+class ClipScore:
+    """mIoU of the node's labels against a clip's ground truth, over the frames answered."""
+
+    def __init__(self, truth: list[np.ndarray | None]) -> None:
+        self.truth = truth
+        self.frames = 0
+        self._cm: Any = None
+        self._lock = threading.Lock()
+
+    def add(self, result: Any) -> None:
+        index = int(result.frame_id.rsplit("_", 1)[-1]) if result.frame_id else -1
+        if not 0 <= index < len(self.truth) or self.truth[index] is None:
+            return
+        labels = result.outputs.get("labels")
+        if labels is None or labels.shape != self.truth[index].shape:
+            return
+        from seg_ros.labels import CAMVID
+        from seg_ros.training.metrics import ConfusionMatrix
+
+        with self._lock:
+            if self._cm is None:
+                self._cm = ConfusionMatrix(CAMVID.num_classes)
+            self._cm.update(labels, self.truth[index])
+            self.frames += 1
+
+    def describe(self) -> str:
+        return (
+            f"mIoU {100 * self._cm.miou():.2f}% against the clip's labels over the "
+            f"{self.frames} frames answered (pixel accuracy {100 * self._cm.pixel_accuracy():.1f}%)"
+        )
 
 
 def _summary(
