@@ -65,7 +65,9 @@ def test_exported_file_carries_metadata_and_drives_a_pipeline(weights, tmp_path)
     with pytest.raises(PipelineError, match=r"'fplnet' network.*'rgpnet'"):
         Pipeline(model="rgpnet", backend="onnxruntime", engine=str(path))
     with pytest.raises(ConfigError, match="engine is for"):
-        Pipeline(model="fplnet", engine=str(path))
+        Pipeline(model="fplnet", backend="torch", engine=str(path))
+    # backend auto runs an engine on its own runtime
+    assert Pipeline(model="fplnet", engine=str(path)).describe()["backend"] == "onnxruntime (auto)"
 
 
 def test_onnx_without_metadata_needs_weights(weights, tmp_path) -> None:

@@ -79,7 +79,7 @@ def test_parity_guard_rejects_a_wrong_fast_path(rgpnet_weights, monkeypatch) -> 
         "seg_ros.inference.fusion.fold_batchnorm", lambda net: (fuse(net, inplace=False), -1)
     )
     with pytest.raises(ParityError, match="parity check failed"):
-        Pipeline(model="rgpnet", weights=str(rgpnet_weights))
+        Pipeline(model="rgpnet", weights=str(rgpnet_weights), backend="torch")
 
 
 def test_parity_guard_passes_and_reports(rgpnet_weights) -> None:

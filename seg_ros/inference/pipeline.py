@@ -330,8 +330,12 @@ def resolve_backend(config: PipelineConfig) -> str:
             f"backend 'auto' cannot tell the runtime of engine {config.engine} from its suffix "
             f"(known: {sorted(by_suffix)}); set backend"
         )
-    on_cpu = config.device == "cpu"
-    if config.precision == "int8" or (on_cpu and importlib.util.find_spec("openvino")):
+    if config.precision == "int8":
+        return "openvino"
+    # fp32 only: bf16 on OpenVINO depends on the CPU (and is slow without AMX), torch's bf16
+    # path is the measured one.
+    exact = config.precision == "fp32" and config.compile == "off"
+    if config.device == "cpu" and exact and importlib.util.find_spec("openvino"):
         return "openvino"
     return "torch"
 
