@@ -262,7 +262,8 @@ def _has_cuda() -> bool:
         ({"precision": "fp16"}, "needs device 'cuda'"),
         ({"backend": "tensorrt"}, "needs device 'cuda'"),
         ({"overlay_alpha": "half"}, "type"),
-        ({"engine": "/tmp/model.onnx"}, "engine is for backends"),
+        ({"engine": "/tmp/model.onnx"}, "engine file not found"),
+        ({"engine": "/tmp/model.plan"}, "cannot tell the runtime"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_reason(
@@ -351,10 +352,14 @@ def test_diagnostics_keys_and_levels(node) -> None:
         ):
             for p in ("p50", "p90", "p99", "max"):
                 assert float(v[f"Latency {stage} {p} (ms)"]) >= 0, (stage, p)
+        import importlib.util
+
+        # The default backend, auto, says what it chose.
+        chosen = "openvino" if importlib.util.find_spec("openvino") else "torch"
         assert (v["Model"], v["Variant"], v["Backend"], v["Device"], v["Precision"]) == (
             "fplnet",
             "full",
-            "torch",
+            f"{chosen} (auto)",
             "cpu",
             "fp32",
         )

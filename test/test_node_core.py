@@ -101,3 +101,23 @@ def test_random_weights_are_named_whatever_else_is_said() -> None:
     assert level == d.WARN and "idle" in message and "RANDOM" in message
     health.random_weights = False
     assert d.assess(health)[0] == d.OK
+
+
+def test_settings_checks_refuse_what_cannot_build(tmp_path) -> None:
+    from seg_ros.ros.parameters import NodeSettings, check_settings
+
+    engine = tmp_path / "m.onnx"
+    engine.write_bytes(b"x")
+    reason = check_settings(NodeSettings(backend="torch", engine=str(engine)))
+    assert reason and "engine is for backends" in reason
+    assert "not found" in check_settings(NodeSettings(engine=str(tmp_path / "missing.onnx")))
+    assert "none is shipped" in check_settings(
+        NodeSettings(precision="int8", weights=str(_weights(tmp_path)))
+    )
+    assert check_settings(NodeSettings(input_width=320)) is None  # one side follows
+
+
+def _weights(tmp_path):
+    from weights_helpers import make_weights
+
+    return make_weights(tmp_path / "w.safetensors")

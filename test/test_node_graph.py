@@ -67,8 +67,10 @@ def test_default_camera_and_viewer_reach_the_node(node, size) -> None:
     result = run_peer(spec, timeout=150)
     assert "error" not in result, result
     assert result["input_qos"] == "auto: reliable", result
-    # Reliable all the way: the node gets every frame; it answers what it has time for.
-    assert result["node_received"] >= result["sent"] - 1, result
+    # Reliable all the way: the frames arrive (the node's one-deep input keeps only the newest
+    # when its executor is busy, so a loaded machine may count fewer); with default best-effort
+    # settings on both ends about none of them do (seg_ros/ros/dds_tuning.py).
+    assert result["node_received"] >= result["sent"] // 2, result
     assert result["outputs"]["labels"] >= 1, result
     assert result["outputs"]["overlay"] >= 1, result
     node.assert_alive()

@@ -6,6 +6,7 @@ word (it runs the same checks again, and the expensive ones)."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from seg_ros.inference.config import PipelineConfig
 from seg_ros.inference.errors import BackendUnavailableError
@@ -13,15 +14,23 @@ from seg_ros.inference.errors import BackendUnavailableError
 # backend -> (module to import, what to install)
 RUNTIMES = {
     "onnxruntime": ("onnxruntime", "pip install onnxruntime (onnxruntime-gpu for CUDA)"),
+    "openvino": ("openvino", "pip install 'seg_ros[openvino]'"),
     "tensorrt": ("tensorrt", "pip install tensorrt; on Jetson JetPack's python3-libnvinfer"),
 }
 
 
 def unavailable(config: PipelineConfig) -> str | None:
     """Why ``config`` cannot run on this machine, from cheap checks only, or None."""
-    runtime = RUNTIMES.get(config.backend)
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.pipeline import resolve_backend
+
+    try:
+        backend = resolve_backend(config)
+    except PipelineError as e:
+        return str(e)
+    runtime = RUNTIMES.get(backend)
     if runtime is not None and importlib.util.find_spec(runtime[0]) is None:
-        return f"backend {config.backend!r} is not installed here ({runtime[1]})"
+        return f"backend {backend!r} is not installed here ({runtime[1]})"
     if config.device.startswith("cuda"):
         from seg_ros.inference.backends.torch_backend import resolve_device
 
@@ -29,7 +38,7 @@ def unavailable(config: PipelineConfig) -> str | None:
             resolve_device(config.device)
         except BackendUnavailableError as e:
             return str(e)
-    if config.backend == "onnxruntime" and config.device.startswith("cuda"):
+    if backend == "onnxruntime" and config.device.startswith("cuda"):
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -38,4 +47,21 @@ def unavailable(config: PipelineConfig) -> str | None:
                 f"(this onnxruntime has {ort.get_available_providers()}); install "
                 "onnxruntime-gpu or use device 'cpu'"
             )
+    if backend == "openvino" and config.precision == "int8" and not config.engine:
+        return _shipped_int8_missing(config)
+    return None
+
+
+def _shipped_int8_missing(config: PipelineConfig) -> str | None:
+    """int8 without an engine runs the model shipped for these weights, if there is one."""
+    from seg_ros.inference.backends.openvino_backend import shipped_int8
+    from seg_ros.inference.loading import shipped_weights
+
+    weights = config.weights or shipped_weights(config.model)
+    path = shipped_int8(config.model, Path(weights)) if weights else None
+    if path is None:
+        return (
+            f"precision 'int8' runs a quantized model, and none is shipped for {config.model} "
+            "with these weights: make one with seg-quantize and set engine to its .xml"
+        )
     return None
