@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--backend", default="torch", choices=BACKENDS)
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     g.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    g.add_argument("--engine", help="ONNX file or TensorRT engine for those backends")
+    g.add_argument("--engine", help="ONNX file, OpenVINO IR (.xml) or TensorRT engine")
     g.add_argument(
         "--input-size",
         type=int,
