@@ -11,6 +11,7 @@ The sidecar logic is plain Python (testable without a GPU); building and loading
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -121,6 +122,54 @@ def import_tensorrt() -> Any:
     return trt
 
 
+def tensorrt_version(trt: Any) -> tuple[int, int]:
+    major, minor = (int(v) for v in trt.__version__.split(".")[:2])
+    return major, minor
+
+
+# ONNX ops that need a newer TensorRT than the oldest supported (8.5): op -> (first version
+# whose ONNX parser imports it, how). DeformConv: onnx-tensorrt 10.1, through the
+# ModulatedDeformConv2d plugin that only init_libnvinfer_plugins registers.
+TENSORRT_OPS_SINCE = {"DeformConv": ((10, 1), "the ModulatedDeformConv2d plugin")}
+
+
+def check_onnx_for_tensorrt(onnx_path: str | Path, version: tuple[int, int]) -> None:
+    """BackendUnavailableError naming each op of ``onnx_path`` this TensorRT cannot import."""
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    for op, (since, how) in TENSORRT_OPS_SINCE.items():
+        if op in ops and version < since:
+            raise BackendUnavailableError(
+                f"{onnx_path} uses ONNX {op}, which TensorRT imports from "
+                f"{since[0]}.{since[1]} on ({how}); this is TensorRT {version[0]}.{version[1]}. "
+                "Run this model on another backend (torch, onnxruntime) here, or upgrade TensorRT"
+            )
+
+
+@functools.cache
+def shared_logger(trt: Any) -> Any:
+    """One trt.Logger for the process (TensorRT warns about a second one), with TensorRT's
+    plugins registered against it (DESANet's DeformConv needs one): call it before parsing
+    and before deserializing."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    return logger
+
+
+def fp16_flag(trt: Any) -> Any:
+    """The builder flag for fp16, or a clear refusal where there is none (TensorRT 11 builds
+    strongly typed networks: precision comes from the ONNX's own types)."""
+    flag = getattr(trt.BuilderFlag, "FP16", None)
+    if flag is None:
+        raise BackendUnavailableError(
+            f"TensorRT {trt.__version__} has no fp16 builder flag (strongly typed networks take "
+            "their precision from the ONNX); build fp32 engines there, or use TensorRT 8.5-10.x "
+            "for fp16"
+        )
+    return flag
+
+
 def gpu_identity(device_index: int) -> tuple[str, str]:
     """(name, compute capability) of a CUDA device, through torch."""
     import torch
@@ -146,10 +195,12 @@ def build_engine(
     if precision not in ("fp32", "fp16"):
         raise PipelineError(f"TensorRT engines are built in fp32 or fp16, not {precision!r}")
     trt = import_tensorrt()
+    check_onnx_for_tensorrt(onnx_path, tensorrt_version(trt))
+    fp16 = fp16_flag(trt) if precision == "fp16" else None  # refuse before any work
     import torch
 
     torch.cuda.set_device(device_index)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = shared_logger(trt)  # plugins registered before the parser runs
     builder = trt.Builder(logger)
     # Explicit batch is the only mode from TensorRT 10 on (the flag is deprecated there); 8.x
     # needs it asked for, or the ONNX parser refuses the network.
@@ -166,7 +217,7 @@ def build_engine(
     if precision == "fp16":
         # No platform_has_fast_fp16 check: deprecated in TensorRT 10.5, and every GPU TensorRT
         # 8.5+ supports computes fp16; the parity guard judges the result.
-        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(fp16)
     input_tensor = network.get_input(0)
     shape = (1, 3, *input_size)
     profile = builder.create_optimization_profile()
@@ -177,10 +228,13 @@ def build_engine(
         raise PipelineError(f"TensorRT failed to build an engine from {onnx_path} (see its log)")
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    # Engine and sidecar each written whole and renamed into place: a kill mid-write never
+    # leaves a half engine that a later start would take for a cached one.
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    tmp.write_bytes(bytes(serialized))
     gpu, capability = gpu_identity(device_index)
     write_sidecar(
-        engine_path,
+        tmp,
         EngineInfo(
             tensorrt=trt.__version__,
             gpu=gpu,
@@ -193,5 +247,7 @@ def build_engine(
             metadata=metadata or {},
         ),
     )
+    sidecar_path(tmp).replace(sidecar_path(engine_path))
+    tmp.replace(engine_path)
     log.info("built TensorRT %s engine %s for %s on %s", precision, engine_path, shape, gpu)
     return engine_path

@@ -16,7 +16,14 @@ import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
 from seg_ros.inference.backends.torch_backend import argmax_labels, resolve_device
-from seg_ros.inference.engine import check_sidecar, gpu_identity, import_tensorrt, read_sidecar
+from seg_ros.inference.engine import (
+    check_sidecar,
+    gpu_identity,
+    import_tensorrt,
+    read_sidecar,
+    shared_logger,
+    tensorrt_version,
+)
 from seg_ros.inference.errors import PipelineError
 
 log = logging.getLogger("seg_ros.inference")
@@ -33,11 +40,18 @@ class TensorRTBackend(Backend):
         from seg_ros.inference.engine import build_engine
 
         c, meta = ctx.config, ctx.metadata
-        import_tensorrt()  # fail before any export work when TensorRT is missing
+        trt = import_tensorrt()  # fail before any export work when TensorRT is missing
         if c.engine:
             engine = Path(c.engine)
         else:
-            engine = ctx.artifact(f"_{c.precision}.engine")
+            # Keyed on what makes an engine valid: TensorRT version, GPU and device too, so an
+            # upgrade or another GPU builds a new one instead of reusing a stale one.
+            index = resolve_device(c.device).index or 0
+            _, capability = gpu_identity(index)
+            major, minor = tensorrt_version(trt)
+            engine = ctx.artifact(
+                f"_{c.precision}_trt{major}.{minor}_sm{capability}_cuda{index}.engine"
+            )
             if engine.is_file():
                 log.info("using the TensorRT engine cached at %s", engine)
             else:
@@ -87,7 +101,7 @@ class TensorRTBackend(Backend):
         self.info = info
 
         torch.cuda.set_device(index)
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = shared_logger(trt)  # plugins registered before deserializing
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
@@ -100,7 +114,10 @@ class TensorRTBackend(Backend):
             name = self.engine.get_tensor_name(i)
             dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                self.context.set_input_shape(name, shape)
+                if self.context.set_input_shape(name, shape) is False:
+                    raise PipelineError(
+                        f"{engine_path} does not accept input shape {shape} (its profile)"
+                    )
                 self.input_name = name
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
@@ -134,6 +151,13 @@ class TensorRTBackend(Backend):
         return torch.addcmul(self._bias, x, self._scale, out=out)
 
     def infer(self, batch: Any) -> Any:
+        import torch
+
+        # The current CUDA device is per thread; the node infers on a thread of its own.
+        with torch.cuda.device(self.torch_device):
+            return self._infer(batch)
+
+    def _infer(self, batch: Any) -> Any:
         import torch
 
         target = self.buffers[self.input_name]
