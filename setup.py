@@ -89,6 +89,7 @@ setup(
             "seg-node-bench = seg_ros.tools.node_bench:main",
             "seg-dds-bench = seg_ros.tools.dds_bench:main",
             "seg-quantize = seg_ros.tools.quantize:main",
+            "seg-gpu-check = seg_ros.tools.gpu_check:main",
         ],
     },
 )

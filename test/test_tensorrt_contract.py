@@ -87,3 +87,18 @@ def test_onnx_ops_are_checked_against_the_tensorrt_version(onnx_files, version, 
     else:
         with pytest.raises(BackendUnavailableError, match=r"DeformConv.*10\.1.*plugin"):
             check_onnx_for_tensorrt(onnx_files["desanet"], version)
+
+
+def test_engine_from_an_existing_onnx_needs_no_pytorch_export(onnx_files, tmp_path, capsys) -> None:
+    """The Jetson flow: seg-export --from-onnx reads the model and size from the ONNX's own
+    metadata (test_export covers writing it); here only what happens before TensorRT."""
+    from seg_ros.inference.export import read_onnx_metadata
+    from seg_ros.tools import export
+
+    raw = read_onnx_metadata(onnx_files["fplnet"])
+    assert "format" not in raw  # exported without weights metadata: refused, named
+    assert export.main(["--from-onnx", onnx_files["fplnet"]]) == 2
+    assert "give --tensorrt" in capsys.readouterr().err
+    argv = ["--from-onnx", onnx_files["fplnet"], "--tensorrt", str(tmp_path / "f.engine")]
+    assert export.main(argv) == 2
+    assert "no seg_ros metadata" in capsys.readouterr().err

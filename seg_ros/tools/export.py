@@ -30,7 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
+    p.add_argument("--model", help="fplnet, rgpnet or desanet (not with --from-onnx)")
+    p.add_argument(
+        "--from-onnx",
+        type=Path,
+        help="build --tensorrt from this seg_ros ONNX file (its metadata names the model and "
+        "size): no PyTorch export, so a Jetson needs only TensorRT and onnx",
+    )
     p.add_argument("--variant", help="model variant (default: the weights' or the registry's)")
     p.add_argument(
         "--weights", help="safetensors weights; without them the network is random (warned)"
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             # A typo in a folder name must not become a new folder tree.
             if path is not None and not path.expanduser().resolve().parent.is_dir():
                 raise PipelineError(f"folder {path.parent} does not exist (for {path})")
+        if args.from_onnx is not None:
+            return engine_from_onnx(args)
+        if args.model is None:
+            raise PipelineError("--model is needed (or --from-onnx for an engine)")
         if args.fp16_weights is not None:
             half_weights(args)
         if args.onnx is None and args.tensorrt is None:
@@ -108,6 +118,40 @@ def main(argv: list[str] | None = None) -> int:
     except (PipelineError, WeightsError, ValueError, OSError) as e:
         print(f"seg-export: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def engine_from_onnx(args: argparse.Namespace) -> int:
+    """--tensorrt from an existing seg_ros ONNX (fixed size), its metadata copied to the
+    sidecar."""
+    from seg_ros.inference.engine import build_engine
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.export import read_onnx_metadata
+
+    if args.tensorrt is None:
+        raise PipelineError("--from-onnx builds a TensorRT engine: give --tensorrt PATH")
+    raw = read_onnx_metadata(args.from_onnx)
+    if "format" not in raw:
+        raise PipelineError(
+            f"{args.from_onnx} carries no seg_ros metadata; export it with seg-export"
+        )
+    if raw.get("onnx_dynamic") != "false" or "onnx_input_size" not in raw:
+        raise PipelineError(f"{args.from_onnx} has a dynamic size; export a fixed-size ONNX")
+    h, w = (int(v) for v in raw["onnx_input_size"].split("x"))
+    if args.model and args.model != raw.get("model"):
+        raise PipelineError(f"{args.from_onnx} holds {raw.get('model')!r}, not {args.model!r}")
+    index = int(args.device.split(":")[1]) if ":" in args.device else 0
+    metadata = {k: v for k, v in raw.items() if not k.startswith("onnx_")}
+    build_engine(
+        args.from_onnx,
+        args.tensorrt,
+        (h, w),
+        "fp16" if args.fp16 else "fp32",
+        int(args.workspace * (1 << 30)),
+        index,
+        metadata,
+    )
+    print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
     return 0
 
 

@@ -95,9 +95,13 @@ class TensorRTBackend(Backend):
             raise PipelineError(f"TensorRT engine not found: {engine_path}")
         info = read_sidecar(engine_path)
         gpu, capability = gpu_identity(index)
-        check_sidecar(
-            info, trt.__version__, gpu, capability, input_size, precision, str(engine_path)
-        )
+        # The engine's precision is its own (fp16 engines are the usual Jetson build): taken
+        # from its sidecar and reported, not an error against the node's default fp32.
+        check_sidecar(info, trt.__version__, gpu, capability, input_size, None, str(engine_path))
+        if info.precision != precision:
+            self.notes["precision_from_engine"] = f"{info.precision} (asked {precision})"
+            precision = info.precision
+        self.precision = precision
         self.info = info
 
         torch.cuda.set_device(index)
