@@ -52,6 +52,21 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, inference, ...
 
 
+@dataclass
+class Frame:
+    """One image on its way through the stages (see Pipeline.prepare/infer/finish)."""
+
+    image: np.ndarray  # the input, HxWx3
+    order: str
+    small: np.ndarray  # RGB at network size
+    batch: Any  # the backend's prepared input
+    t0: float
+    t1: float = 0.0
+    t2: float = 0.0
+    t_labels: float = 0.0
+    labels: np.ndarray | None = None  # network-size labels, after infer
+
+
 class Pipeline:
     """A network on a backend with its pre- and postprocessing; see the module docstring.
 
@@ -241,15 +256,35 @@ class Pipeline:
         want_overlay: bool = True,
     ) -> SegmentationResult:
         """Segment one HxWx3 (or HxW mono) uint8 image; outputs are RGB."""
+        return self.finish(self.infer(self.prepare(image, color_order)), want_color, want_overlay)
+
+    # The three stages, for callers that overlap them across frames (the node publishes one
+    # frame while the next one's network runs): prepare -> infer -> finish.
+    def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Frame:
+        """Stage 1: validate, resize and normalise (cheap, on the caller's thread)."""
         t0 = time.perf_counter()
         image = preprocess.check_image(image)
         order = preprocess.check_color_order(color_order)
         small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
-        batch = self.backend.prepare(small)
-        t1 = time.perf_counter()
-        logits = self.backend.infer(batch)
+        frame = Frame(image, order, small, self.backend.prepare(small), t0)
+        frame.t1 = time.perf_counter()
+        return frame
+
+    def infer(self, frame: Frame) -> Frame:
+        """Stage 2: the network and the argmax (network-size labels)."""
+        logits = self.backend.infer(frame.batch)
+        frame.t2 = time.perf_counter()
+        frame.labels = self.backend.labels(logits)
+        frame.t_labels = time.perf_counter()
+        frame.batch = None  # the runtime's buffer may be reused by the next frame
+        return frame
+
+    def finish(
+        self, frame: Frame, want_color: bool = True, want_overlay: bool = True
+    ) -> SegmentationResult:
+        """Stage 3: labels at the output size, colour mask, overlay."""
         t2 = time.perf_counter()
-        labels = self.backend.labels(logits)
+        image, order, small, labels = frame.image, frame.order, frame.small, frame.labels
         if self.config.output_resolution == "input":
             labels = postprocess.resize_labels(labels, image.shape[:2])
             base = small if image.shape[:2] == self.input_size else None
@@ -265,11 +300,13 @@ class Pipeline:
         if not want_color:
             color = None
         t3 = time.perf_counter()
+        # argmax (in stage 2) counts as postprocessing; a wait between the stages does not
+        post = (t3 - t2) + (frame.t_labels - frame.t2)
         timings = {
-            "preprocess": (t1 - t0) * 1e3,
-            "inference": (t2 - t1) * 1e3,
-            "postprocess": (t3 - t2) * 1e3,
-            "total": (t3 - t0) * 1e3,
+            "preprocess": (frame.t1 - frame.t0) * 1e3,
+            "inference": (frame.t2 - frame.t1) * 1e3,
+            "postprocess": post * 1e3,
+            "total": ((frame.t1 - frame.t0) + (frame.t2 - frame.t1) + post) * 1e3,
         }
         return SegmentationResult(labels, color, overlay, timings)
 

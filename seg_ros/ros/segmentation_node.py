@@ -4,7 +4,10 @@ Threads, and why:
 - the executor thread runs the subscription callback (which only parks the message in a
   one-slot mailbox, so it never falls behind the camera), the parameter and lifecycle
   services and the diagnostics timer;
-- one inference worker takes the newest frame, decodes it, runs the pipeline and publishes;
+- the inference worker takes the newest frame, decodes and preprocesses it and runs the
+  network (at a lower scheduling priority than the DDS threads);
+- the finisher resizes the labels, colours, blends and publishes the frame the worker hands
+  it (one at most), so frame N is published while frame N+1 is in the network;
 - a builder thread builds a replacement pipeline when a parameter asks for one, so a model
   switch never stalls the frames in flight; the finished pipeline is handed back to the
   executor thread (a guard condition), which swaps it in or, on failure, reverts the
@@ -16,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -116,6 +121,20 @@ def yield_to_dds() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
 
 
+@dataclass
+class _Job:
+    """A frame between the inference worker and the finisher."""
+
+    frame: Frame
+    pipeline: Pipeline  # the one that ran it (a swap in between must not mix them)
+    staged: Any  # seg_ros.inference.pipeline.Frame after infer
+    wanted: list[str]
+    decode_ms: float
+
+
+_STOP = object()  # a step's result that ends its thread
+
+
 class _RosLogHandler(logging.Handler):
     """Routes the inference package's Python logging (e.g. the random-weights warning) into
     the ROS log, so it reaches the console and /rosout like the node's own messages."""
@@ -153,6 +172,11 @@ class SegmentationNode(LifecycleNode):
         self._slot = LatestFrameSlot()
         self._out_buffers = {name: ReusedImageBuffer() for name in OUTPUTS}  # worker only
         self._worker: threading.Thread | None = None
+        self._finisher: threading.Thread | None = None
+        # One staged frame between the inference worker and the finisher: frame N is
+        # coloured and published while frame N+1 is in the network, and never more than one
+        # waits (latency stays bounded, order is kept).
+        self._handoff: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
         self._subscription = None
         self._subscription_qos: QoSProfile | None = None
         self._qos_timer = None
@@ -298,9 +322,15 @@ class SegmentationNode(LifecycleNode):
         self._out_rate.reset()
         self._sync_publishers()
         self._slot.reopen()
-        self._worker = threading.Thread(
-            target=self._work, args=(self._slot,), name="seg_ros-inference", daemon=True
+        self._handoff = queue.Queue(maxsize=1)
+        self._finisher = threading.Thread(
+            target=self._finish_loop, args=(self._handoff,), name="seg_ros-publish", daemon=True
         )
+        self._finisher.start()
+        self._worker = threading.Thread(
+            target=self._work, args=(self._slot, self._handoff), name="seg_ros-inference",
+            daemon=True,
+        )  # fmt: skip
         self._worker.start()
         self._subscribe()
         self._lifecycle = "active"
@@ -406,8 +436,11 @@ class SegmentationNode(LifecycleNode):
         self._unsubscribe()
         self._slot.close()
         if self._worker is not None:
-            self._worker.join(timeout=60)
+            self._worker.join(timeout=60)  # it hands the finisher its end marker
             self._worker = None
+        if self._finisher is not None:
+            self._finisher.join(timeout=60)
+            self._finisher = None
         with self._io_lock:
             for pub in self._publishers_out.values():
                 self.destroy_publisher(pub)
@@ -422,32 +455,64 @@ class SegmentationNode(LifecycleNode):
         with self._io_lock:
             return [n for n, pub in self._publishers_out.items() if pub.get_subscription_count()]
 
-    def _work(self, slot: LatestFrameSlot) -> None:
+    def _work(self, slot: LatestFrameSlot, handoff: queue.Queue) -> None:
+        """Decode, preprocess and run the network; hand the frame on to the finisher."""
+        yield_to_dds()
+        try:
+            while True:
+                frame = slot.take(timeout=0.5)
+                if frame is None:
+                    if slot.closed:
+                        return
+                    continue
+                job = self._guarded(self._infer, frame)
+                if job is _STOP:
+                    return
+                if job is not None and not self._hand_on(handoff, job, slot):
+                    return
+        finally:
+            self._hand_on(handoff, None, slot)
+
+    def _hand_on(self, handoff: queue.Queue, job: _Job | None, slot: LatestFrameSlot) -> bool:
+        finisher = self._finisher
+        while True:
+            try:
+                handoff.put(job, timeout=0.5)
+                return True
+            except queue.Full:
+                if finisher is None or not finisher.is_alive():
+                    return False  # nobody to hand it to (shutting down)
+
+    def _finish_loop(self, handoff: queue.Queue) -> None:
+        """Labels at output size, colour, overlay, publish, statistics."""
         yield_to_dds()
         while True:
-            frame = slot.take(timeout=0.5)
-            if frame is None:
-                if slot.closed:
-                    return
-                continue
-            try:
-                self._process(frame)
-            except Exception as e:  # the worker must outlive any one frame
-                if not self.context.ok():
-                    return  # Ctrl-C shut the context down under a publish: not a failure
-                with self._lock:
-                    self._inference_errors += 1
-                self.get_logger().error(
-                    f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
-                )
+            job = handoff.get()
+            if job is None:
+                return
+            if self._guarded(self._finish, job) is _STOP:
+                return
 
-    def _process(self, frame: Frame) -> None:
+    def _guarded(self, step: Any, item: Any) -> Any:
+        try:
+            return step(item)
+        except Exception as e:  # the threads must outlive any one frame
+            if not self.context.ok():
+                return _STOP  # Ctrl-C shut the context down under a publish: not a failure
+            with self._lock:
+                self._inference_errors += 1
+            self.get_logger().error(
+                f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
+            )
+            return None
+
+    def _infer(self, frame: Frame) -> _Job | None:
         wanted = self._wanted()
         pipeline = self._pipeline
         if not wanted or pipeline is None:
             with self._lock:
                 self._idle += 1
-            return
+            return None
         t0 = time.perf_counter()
         try:
             image = decode(frame.msg)
@@ -459,14 +524,16 @@ class SegmentationNode(LifecycleNode):
             self.get_logger().warning(
                 f"bad input ({count} so far): {e}", throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S
             )
-            return
+            return None
         t1 = time.perf_counter()
         order = "bgr" if image.color_order == "bgr" else "rgb"
-        result = pipeline(
-            image.array,
-            color_order=order,
-            want_color="color" in wanted,
-            want_overlay="overlay" in wanted,
+        staged = pipeline.infer(pipeline.prepare(image.array, color_order=order))
+        return _Job(frame, pipeline, staged, wanted, (t1 - t0) * 1e3)
+
+    def _finish(self, job: _Job) -> None:
+        frame, wanted = job.frame, job.wanted
+        result = job.pipeline.finish(
+            job.staged, want_color="color" in wanted, want_overlay="overlay" in wanted
         )
         t2 = time.perf_counter()
         header = frame.msg.header
@@ -484,7 +551,7 @@ class SegmentationNode(LifecycleNode):
         with self._lock:
             self._processed += 1
         lat = self._latency
-        lat.add("decode", (t1 - t0) * 1e3)
+        lat.add("decode", job.decode_ms)
         for stage in ("preprocess", "inference", "postprocess"):
             if stage in result.timings:
                 lat.add(stage, result.timings[stage])

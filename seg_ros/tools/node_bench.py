@@ -52,6 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--cpu", type=int, help="run both pipelines (node and bare) on this core (taskset)"
     )
+    p.add_argument(
+        "--stream",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also measure throughput: the bare pipeline back to back, then the node fed at "
+        "--stream-rate for this long (its answered frames per second)",
+    )
+    p.add_argument("--stream-rate", type=float, default=30.0, help="camera rate, Hz (30)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--timeout", type=float, default=180.0, help="node start-up limit (s)")
     return p.parse_args(argv)
@@ -173,6 +182,7 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
                 results[name] += [method(frame) for frame in block]
         time.sleep(1.5)  # one more diagnostics message, with every frame in its percentiles
         diag = dict(node.client.diagnostics)
+        stream = throughput(args, pipeline, node, timed) if args.stream > 0 else None
     finally:
         node.close()
     out: dict[str, Any] = {name: _stats(v) for name, v in results.items()}
@@ -184,7 +194,38 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
         if diag.get(key := latency_key(stage, "p50"), "n/a") != "n/a"
     }
     out["dropped"] = diag.get("Frames dropped", "?")
+    if stream is not None:
+        out["stream"] = stream
     return out
+
+
+def throughput(
+    args: argparse.Namespace, pipeline: Any, node: NodeRunner, frames: list[np.ndarray]
+) -> dict[str, float]:
+    """Frames per second: the bare pipeline back to back, then the node fed by a camera at
+    --stream-rate (the node drops what it cannot take; what it answers is its throughput)."""
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < args.stream:
+        pipeline(frames[n % len(frames)], want_color=True, want_overlay=True)
+        n += 1
+    bare_fps = n / (time.perf_counter() - start)
+    before, sent = node.client.results, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.stream:
+        node.client.publish(frames[sent % len(frames)], f"stream_{sent}")
+        sent += 1
+        time.sleep(max(0.0, start + sent / args.stream_rate - time.perf_counter()))
+    elapsed = time.perf_counter() - start
+    time.sleep(2.0)  # the frames in flight
+    answered = node.client.results - before
+    node_fps = answered / elapsed
+    return {
+        "seconds": round(elapsed, 2),
+        "bare_fps": round(bare_fps, 2),
+        "camera_fps": round(sent / elapsed, 2),
+        "node_fps": round(node_fps, 2),
+        "ratio": round(node_fps / bare_fps, 3) if bare_fps else 0.0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     stages = out["node_stages_p50_ms"]
     if stages:
         print("node stages p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+    if "stream" in out:
+        st = out["stream"]
+        print(
+            f"throughput over {st['seconds']:.0f} s: bare pipeline {st['bare_fps']:.2f} fps, node "
+            f"{st['node_fps']:.2f} fps with a {st['camera_fps']:.1f} Hz camera = "
+            f"{st['ratio']:.2f}x the pipeline's (target: >= 0.9x)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
