@@ -23,8 +23,9 @@ def test_fast_camera_slow_model_drops_and_stays_current(ros_probe, tmp_path) -> 
     weights = make_weights(tmp_path / "fplnet.safetensors")
     params = {
         "weights": str(weights),
-        # A network input this large takes a few hundred ms per frame on one CPU core, several
-        # times the camera period.
+        # A network input this large takes a few hundred ms per frame on one CPU core with
+        # PyTorch, several times the camera period (OpenVINO would keep up better).
+        "backend": "torch",
         "input_width": 320,
         "input_height": 240,
         "input_qos": "reliable",
@@ -72,9 +73,10 @@ def test_fast_camera_slow_model_drops_and_stays_current(ros_probe, tmp_path) -> 
         )
         assert outputs == sorted(outputs), "frames came out of order"
         assert len(outputs) < FRAMES // 2, "the model was not slower than the camera"
-        # Bounded: after the camera stopped, at most the frame in inference, the one waiting
-        # in the slot and one in transit were still to be published - not a queue of them.
-        assert len(outputs) - at_stop <= 3, (at_stop, outputs)
+        # Bounded: after the camera stopped, at most the frame being published, the one in
+        # inference, the one waiting in the slot and one in transit were still to come out -
+        # not a queue of them.
+        assert len(outputs) - at_stop <= 4, (at_stop, outputs)
         received, dropped = int(v["Frames received"]), int(v["Frames dropped"])
         processed, skipped = int(v["Frames processed"]), int(v["Frames skipped (no subscribers)"])
         assert dropped > 0
