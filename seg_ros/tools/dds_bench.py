@@ -26,22 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.ros.dds_tuning import PROFILE_VARIABLES
+from seg_ros.tools.export import parse_size
 
 NODE_NAME = "seg_dds_bench_node"
 NAMESPACE = "/dds_bench"
 QOS_CHOICES = ("reliable", "best_effort")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must be HxW (e.g. 1024x2048), got {text!r}"
-        ) from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.inference.quantize import DEFAULT_MAX_DROP
+    from seg_ros.tools.export import parse_size
 
     p = argparse.ArgumentParser(prog="seg-quantize", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--full-bias-correction", action="store_true", help="NNCF's slower, finer bias correction"
     )
-    p.add_argument("--size", help="network input HxW (default: the weights')")
+    p.add_argument("--size", type=parse_size, help="network input HxW (default: the weights')")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--force", action="store_true", help="write it even past --max-drop (flagged)")
     p.add_argument("--json", type=Path, help="also write the report here")
@@ -77,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.inference.quantize import quantize
     from seg_ros.training.datasets import DatasetError, build_dataset
 
-    size = None
-    if args.size:
-        h, w = (int(v) for v in args.size.lower().split("x"))
-        size = (h, w)
+    size = args.size
     try:
         val = build_dataset(args.dataset, args.data_root, args.val_split)
         n_val = min(args.val_frames or len(val), len(val))
