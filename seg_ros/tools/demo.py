@@ -561,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seg-demo: {failure}; its log ends:\n{node.tail()}", file=sys.stderr)
             return 1
         amount = f"{args.frames} frames" if args.frames else f"{args.duration:g} s"
+        if not args.input.startswith(("synthetic", "camera:", "/dev/video")):
+            amount += " or until the input ends"
         print(
             f"seg-demo: node ready after {time.monotonic() - start:.1f} s; publishing at "
             f"{args.rate:g} Hz for {amount}"
