@@ -53,7 +53,7 @@ class SegmentationResult:
 
 
 @dataclass
-class Frame:
+class Staged:
     """One image on its way through the stages (see Pipeline.prepare/infer/finish)."""
 
     image: np.ndarray  # the input, HxWx3
@@ -87,7 +87,6 @@ class Pipeline:
         self.weights_path: Path | None = None
         self.random_init = False
         self._network: LoadedNetwork | None = None
-        self._engine_raw: dict[str, str] = {}
         self._temporary: list[Path] = []  # folders of this pipeline's own, removed once built
 
         self.backend_name = resolve_backend(config)
@@ -130,7 +129,6 @@ class Pipeline:
             raise PipelineError(f"engine file not found: {path}")
         self._engine_info = self._backend_class.read_engine(path)
         raw = self._engine_info.metadata
-        self._engine_raw = raw
         if "format" not in raw:
             if not c.weights:
                 raise PipelineError(
@@ -260,17 +258,17 @@ class Pipeline:
 
     # The three stages, for callers that overlap them across frames (the node publishes one
     # frame while the next one's network runs): prepare -> infer -> finish.
-    def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Frame:
+    def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Staged:
         """Stage 1: validate, resize and normalise (cheap, on the caller's thread)."""
         t0 = time.perf_counter()
         image = preprocess.check_image(image)
         order = preprocess.check_color_order(color_order)
         small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
-        frame = Frame(image, order, small, self.backend.prepare(small), t0)
+        frame = Staged(image, order, small, self.backend.prepare(small), t0)
         frame.t1 = time.perf_counter()
         return frame
 
-    def infer(self, frame: Frame) -> Frame:
+    def infer(self, frame: Staged) -> Staged:
         """Stage 2: the network and the argmax (network-size labels)."""
         logits = self.backend.infer(frame.batch)
         frame.t2 = time.perf_counter()
@@ -280,7 +278,7 @@ class Pipeline:
         return frame
 
     def finish(
-        self, frame: Frame, want_color: bool = True, want_overlay: bool = True
+        self, frame: Staged, want_color: bool = True, want_overlay: bool = True
     ) -> SegmentationResult:
         """Stage 3: labels at the output size, colour mask, overlay."""
         t2 = time.perf_counter()
@@ -319,10 +317,8 @@ class Pipeline:
 
     def logits(self, image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
         """float32 1xCxHxW logits at network resolution (for evaluation and parity)."""
-        image = preprocess.check_image(image)
-        order = preprocess.check_color_order(color_order)
-        small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
-        return self.backend.to_numpy(self.backend.infer(self.backend.prepare(small)))
+        staged = self.prepare(image, color_order)
+        return self.backend.to_numpy(self.backend.infer(staged.batch))
 
     @property
     def reference_network(self) -> Any:

@@ -37,7 +37,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_ros.image_codec import ImageCodecError
-from seg_ros.inference.pipeline import Pipeline, PipelineError
+from seg_ros.inference.pipeline import Pipeline, PipelineError, Staged
 from seg_ros.ros import diagnostics
 from seg_ros.ros.contract import (
     COMPRESSED_INPUT_TOPIC,
@@ -127,7 +127,7 @@ class _Job:
 
     frame: Frame
     pipeline: Pipeline  # the one that ran it (a swap in between must not mix them)
-    staged: Any  # seg_ros.inference.pipeline.Frame after infer
+    staged: Staged  # after Pipeline.infer
     wanted: list[str]
     decode_ms: float
 

@@ -185,7 +185,7 @@ def run_one(
         variant=info["variant"],
         device=info["device"],
         weights=info["weights"]
-        or (f"engine {args_engine(pipeline)}" if pipeline.config.engine else "random init"),
+        or (f"engine {pipeline.config.engine}" if pipeline.config.engine else "random init"),
         random_init=pipeline.random_init,
     )
     images = load_images(args.images, size, args.max_images)
@@ -242,10 +242,6 @@ def run_one(
         parity=pipeline.parity.as_dict() if pipeline.parity else None,
     )
     return row
-
-
-def args_engine(pipeline: Any) -> str:
-    return str(pipeline.config.engine)
 
 
 def bare_call(pipeline: Any, image: np.ndarray) -> tuple[Any, Any]:
