@@ -54,14 +54,13 @@ def unavailable(config: PipelineConfig) -> str | None:
 
 def _shipped_int8_missing(config: PipelineConfig) -> str | None:
     """int8 without an engine runs the model shipped for these weights, if there is one."""
-    from seg_ros.inference.backends.openvino_backend import shipped_int8
+    from seg_ros.inference.backends.openvino_backend import int8_model
+    from seg_ros.inference.errors import ConfigError
     from seg_ros.inference.loading import shipped_weights
 
     weights = config.weights or shipped_weights(config.model)
-    path = shipped_int8(config.model, Path(weights)) if weights else None
-    if path is None:
-        return (
-            f"precision 'int8' runs a quantized model, and none is shipped for {config.model} "
-            "with these weights: make one with seg-quantize and set engine to its .xml"
-        )
+    try:
+        int8_model(config.model, Path(weights) if weights else None)
+    except ConfigError as e:
+        return str(e)
     return None

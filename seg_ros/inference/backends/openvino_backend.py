@@ -95,12 +95,7 @@ class OpenVINOBackend(Backend):
         ov = import_openvino()
         engine = Path(c.engine) if c.engine else None
         if engine is None and c.precision == "int8":
-            engine = shipped_int8(meta.model, ctx.weights_path)
-            if engine is None:
-                raise ConfigError(
-                    "precision 'int8' runs a quantized model: make one with seg-quantize (it "
-                    "checks the accuracy kept on a validation split) and set engine to its .xml"
-                )
+            engine = int8_model(meta.model, ctx.weights_path)
         if engine is not None:
             model = read_model(engine)
             source = str(engine)
@@ -234,6 +229,19 @@ def shipped_int8(model: str, weights: Path | None) -> Path | None:
         return None
     recorded = read_metadata(read_model(path)).get("fp32_weights_digest")
     return path if recorded == file_digest(weights) else None
+
+
+def int8_model(model: str, weights: Path | None) -> Path:
+    """The int8 model to run when no engine is given: the shipped one made from these
+    weights, or ConfigError saying how to make one."""
+    path = shipped_int8(model, weights)
+    if path is None:
+        raise ConfigError(
+            f"precision 'int8' runs a quantized model, and none is shipped for {model} with "
+            "these weights: make one with seg-quantize (it checks the accuracy kept on a "
+            "validation split) and set engine to its .xml"
+        )
+    return path
 
 
 def read_model(path: Path) -> Any:
