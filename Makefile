@@ -7,7 +7,7 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))
 # No DDS variables here: seg_ros' own processes tune their Fast DDS participant themselves
 # (seg_ros/ros/dds_tuning.py) and stay compatible with default-configured peers.
 
-.PHONY: setup install demo test lint format
+.PHONY: setup install demo test lint format compat
 
 $(VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,10 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install lint
+# The other Pythons seg_ros supports (3.8 JetPack 5, 3.10 Humble, 3.12 Jazzy), each in a small
+# venv with the torch-free dependencies, for test/test_python_versions.py; absent ones skip.
+compat: setup
+	$(PY) test/python_versions.py build
+
+test: install lint compat
 	$(PY) -m pytest test $(PYTEST_ARGS)

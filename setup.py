@@ -1,5 +1,7 @@
 """seg_ros: builds with colcon (ament_python) and installs with pip into a plain venv."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -33,7 +35,7 @@ ONNX = ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"]
 OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
 TRAIN = ["tensorboard>=2.15", "tqdm>=4.60"]
 BAG = ["rosbags>=0.10", "matplotlib>=3.8"]
-TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6", "mcap>=1.1"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6", "mcap>=1.1", "vermin>=1.6"]
 
 setup(
     name=PACKAGE,
@@ -50,16 +52,17 @@ setup(
         *tree("models"),
         *tree("demo"),
     ],
-    python_requires=">=3.10",
+    python_requires=">=3.8",
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8",
         "pillow>=9",  # Mapillary label PNGs are palette images, which cv2 turns into colours
         "pyyaml>=6",
         "safetensors>=0.4",
-        # The releases this project is tested with; CUDA/Jetson users may bring their own.
-        "torch==2.14.1",
-        "torchvision==0.29.1",
+        # The oldest releases supported (NVIDIA's JetPack 5 wheels); never pinned here, so pip
+        # keeps a platform's own build (Jetson, CPU-only). The Makefile installs the tested pin.
+        "torch>=2.0",
+        "torchvision>=0.15",
     ],
     extras_require={
         "ros": ROS_WHEELS,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.bag.evaluation import FrameRecord, Sample
+from seg_ros.compat import zip_strict
 
 PERCENTILES = (50, 90, 95, 99)
 END_TO_END = "end_to_end"
@@ -28,7 +29,7 @@ def summarize(values: Sequence[float]) -> dict[str, float] | None:
     if data.size == 0:
         return None
     out: dict[str, float] = {"count": int(data.size), "mean": round(float(data.mean()), 3)}
-    for p, v in zip(PERCENTILES, np.percentile(data, PERCENTILES), strict=True):
+    for p, v in zip_strict(PERCENTILES, np.percentile(data, PERCENTILES)):
         out[f"p{p}"] = round(float(v), 3)
     out["max"] = round(float(data.max()), 3)
     return out
@@ -333,7 +334,7 @@ def plot_samples(
     fig, axes = plt.subplots(
         len(samples), cols, figsize=(cols * size, len(samples) * size * h / w + 0.4), squeeze=False
     )
-    for row, sample in zip(axes, samples, strict=True):
+    for row, sample in zip_strict(axes, samples):
         panels = [
             (sample.image, f"frame {sample.index}"),
             (overlay(sample.image, sample.prediction, palette, alpha), "prediction"),
@@ -345,7 +346,7 @@ def plot_samples(
                 if truth is not None
                 else (np.zeros_like(sample.image), "no label")
             )
-        for ax, (image, title) in zip(row, panels, strict=True):
+        for ax, (image, title) in zip_strict(row, panels):
             ax.imshow(image)
             ax.set_title(title, fontsize="small")
             ax.axis("off")

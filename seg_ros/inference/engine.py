@@ -147,7 +147,7 @@ def check_onnx_for_tensorrt(onnx_path: str | Path, version: tuple[int, int]) -> 
             )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def shared_logger(trt: Any) -> Any:
     """One trt.Logger for the process (TensorRT warns about a second one), with TensorRT's
     plugins registered against it (DESANet's DeformConv needs one): call it before parsing

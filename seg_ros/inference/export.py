@@ -13,6 +13,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from seg_ros.compat import (
+    TORCH_DYNAMO_EXPORTER,
+    torch_release,
+    torchscript_export_kwargs,
+    torchscript_max_opset,
+)
 from seg_ros.inference.errors import PipelineError
 
 MIN_OPSET = 17  # the opset every model exports to (README)
@@ -61,6 +67,18 @@ def export_onnx(
         )
     if exporter == "dynamo" and opset < 18:
         raise PipelineError("the dynamo exporter writes opset 18 or newer; use 'torchscript'")
+    if exporter == "dynamo" and torch_release() < TORCH_DYNAMO_EXPORTER:
+        raise PipelineError(
+            f"the dynamo exporter needs torch >= {'.'.join(map(str, TORCH_DYNAMO_EXPORTER))}; "
+            f"this is torch {torch.__version__}: use exporter 'torchscript'"
+        )
+    if exporter == "torchscript" and opset > torchscript_max_opset():
+        raise PipelineError(
+            f"{type(network).__name__} needs ONNX opset {opset}, and the TorchScript exporter of "
+            f"torch {torch.__version__} writes at most {torchscript_max_opset()}: export it "
+            "where a newer torch is installed and copy the .onnx (seg-export --tensorrt ... "
+            "--from-onnx builds an engine from it)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     network = network.eval().float().cpu()
@@ -82,7 +100,7 @@ def export_onnx(
                 network,
                 example,
                 str(path),
-                dynamo=False,
+                **torchscript_export_kwargs(),
                 opset_version=opset,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],

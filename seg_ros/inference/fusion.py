@@ -10,7 +10,6 @@ torchvision's ResNet blocks and trunk) and only for convolutions used once.
 from __future__ import annotations
 
 import copy
-import itertools
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -50,7 +49,7 @@ def _pairs(parent: nn.Module) -> list[tuple[str, str]]:
     children = dict(parent.named_children())
     pairs = []
     if type(parent).__name__ in _SEQUENTIAL_NAMES or isinstance(parent, nn.Sequential):
-        for a, b in itertools.pairwise(names):
+        for a, b in zip(names, names[1:]):
             if isinstance(children[a], _CONVS):
                 pairs.append((a, b))
     elif _is_torchvision_block(parent):

@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from seg_ros.compat import zip_strict
+
 
 class ConvLayer(nn.Sequential):
     """Bias-free conv, BN, ReLU6 (the reference's activation)."""
@@ -108,7 +110,7 @@ class HarDBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [x]
-        for links, layer in zip(self.links, self.layers, strict=True):
+        for links, layer in zip_strict(self.links, self.layers):
             inputs = [outputs[k] for k in links]
             outputs.append(layer(inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)))
         last = len(outputs) - 1

@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
 
+from seg_ros.compat import zip_strict
 from seg_ros.models.common import ConvBNReLU, pad_to_multiple
 from seg_ros.models.hardnet import HarDNetFeatures, load_backbone_weights
 
@@ -118,7 +119,7 @@ class RGPNet(nn.Module):
             raise ValueError(f"unknown RGPNet backbone {backbone!r}")
         w2, w3, w4, w5 = WIDTHS
         self.transfer = nn.ModuleList(
-            Transfer(c, w) for c, w in zip(self.backbone.channels, WIDTHS, strict=True)
+            Transfer(c, w) for c, w in zip_strict(self.backbone.channels, WIDTHS)
         )
         # down[i] brings level i+2 to level i+3, up[i] brings level i+3 to level i+2.
         self.down = nn.ModuleList(ConvBNReLU(a, b, 3, 2) for a, b in ((w2, w3), (w3, w4), (w4, w5)))
@@ -134,7 +135,7 @@ class RGPNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         features = self.backbone(pad_to_multiple(x, self.output_stride))
-        t2, t3, t4, t5 = (t(c) for t, c in zip(self.transfer, features, strict=True))
+        t2, t3, t4, t5 = (t(c) for t, c in zip_strict(self.transfer, features))
         f2, f3, f4, f5 = self.decoder
         d5 = f5(t5 + self.down[2](t4))
         d4 = f4(t4 + self.down[1](t3) + self.up[2](d5))

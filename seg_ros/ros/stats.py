@@ -13,6 +13,8 @@ from collections import deque
 
 import numpy as np
 
+from seg_ros.compat import zip_strict
+
 PERCENTILES = (50, 90, 99)
 # The node's LatencyWindow stages and their labels in the diagnostics: the node's own work
 # around the pipeline's three stages, decode (message -> array) and publish (arrays ->
@@ -100,7 +102,7 @@ class LatencyWindow:
         if samples.size == 0:
             return None
         values = np.percentile(samples, PERCENTILES)
-        out = {f"p{p}": float(v) for p, v in zip(PERCENTILES, values, strict=True)}
+        out = {f"p{p}": float(v) for p, v in zip_strict(PERCENTILES, values)}
         out["max"] = float(samples.max())
         return out
 

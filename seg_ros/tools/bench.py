@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from seg_ros.compat import zip_strict
 from seg_ros.tools.export import parse_size
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
@@ -231,9 +232,7 @@ def run_one(
         pre_post_share=round(
             (stats["preprocess"]["median"] + stats["postprocess"]["median"]) / total, 4
         ),
-        agreement=round(
-            float(np.mean([agreement(a, b) for a, b in zip(labels, refs, strict=True)])), 5
-        )
+        agreement=round(float(np.mean([agreement(a, b) for a, b in zip_strict(labels, refs)])), 5)
         if refs
         else None,
         agreement_images=len(refs),

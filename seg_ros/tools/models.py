@@ -12,6 +12,8 @@ import statistics
 import sys
 import time
 
+from seg_ros.compat import zip_strict
+
 
 def parse_size(text: str) -> tuple[int, int]:
     try:
@@ -112,10 +114,10 @@ def print_row(rows: list[dict], header: bool) -> None:
     # Rows print as they are measured, so widths are fixed before the longest value is seen.
     widths = [max(len(k), 12) for k in keys]
     if header:
-        print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+        print(" | ".join(k.ljust(w) for k, w in zip_strict(keys, widths)))
         print("-|-".join("-" * w for w in widths))
     cells = [f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()]
-    print(" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)), flush=True)
+    print(" | ".join(c.ljust(w) for c, w in zip_strict(cells, widths)), flush=True)
 
 
 if __name__ == "__main__":

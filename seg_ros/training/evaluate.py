@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seg_ros.compat import zip_strict
 from seg_ros.training.datasets import SegmentationDataset
 from seg_ros.training.metrics import ConfusionMatrix
 
@@ -128,7 +129,7 @@ def report(cm: ConfusionMatrix, class_names: Sequence[str]) -> dict[str, Any]:
     return {
         "miou": _number(cm.miou()),
         "pixel_accuracy": _number(cm.pixel_accuracy()),
-        "iou": {name: _number(v) for name, v in zip(class_names, iou, strict=True)},
+        "iou": {name: _number(v) for name, v in zip_strict(class_names, iou)},
         "pixels": int(cm.matrix.sum()),
     }
 
@@ -139,7 +140,7 @@ def format_table(cm: ConfusionMatrix, class_names: Sequence[str]) -> str:
     width = max(10, *(len(n) for n in class_names))
     truth = cm.matrix.sum(1).numpy()
     lines = [f"{'class':<{width}}  {'IoU %':>7}  {'pixels':>12}", "-" * (width + 23)]
-    for name, value, count in zip(class_names, iou, truth, strict=True):
+    for name, value, count in zip_strict(class_names, iou, truth):
         shown = "-" if np.isnan(value) else f"{100 * value:.2f}"
         lines.append(f"{name:<{width}}  {shown:>7}  {int(count):>12}")
     lines.append("-" * (width + 23))

@@ -15,7 +15,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from seg_ros.compat import grad_scaler, zip_strict
 from seg_ros.models import build_model, resolve_variant
 from seg_ros.training.config import TrainConfig
 from seg_ros.training.datasets import SegmentationDataset, build_dataset
@@ -195,7 +196,7 @@ class Trainer:
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
-        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.scaler = grad_scaler(enabled=self.amp_dtype == torch.float16)
         # ImageNet statistics for every recipe, so backbones can start from ImageNet weights.
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)
         self.std = torch.tensor(IMAGENET_STD, device=self.device)
@@ -334,7 +335,7 @@ class Trainer:
                 "epoch": self.epoch,
                 "epochs": c.epochs,
                 "val_miou": round(miou, 5),
-                "val_iou": {n: _round(v) for n, v in zip(self.label_set.classes, iou, strict=True)},
+                "val_iou": {n: _round(v) for n, v in zip_strict(self.label_set.classes, iou)},
                 "val_split": f"{c.dataset}/{c.val_split}",
                 "train_seconds": round(self.train_seconds),
                 "command": self.command,
@@ -342,7 +343,7 @@ class Trainer:
                 "hardware": hardware(self.device),
                 "processes": self.dist.world_size,
                 "torch": torch.__version__,
-                "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             },
         )
 
@@ -519,7 +520,7 @@ class Trainer:
         if self.writer is not None:
             self.writer.add_scalar("val/mIoU", miou, self.epoch)
             self.writer.add_scalar("val/pixel_acc", cm.pixel_accuracy(), self.epoch)
-            for name, value in zip(self.label_set.classes, iou, strict=True):
+            for name, value in zip_strict(self.label_set.classes, iou):
                 self.writer.add_scalar(f"val_iou/{name}", np.nan_to_num(value), self.epoch)
         if miou > self.best_miou:
             self.best_miou = miou

@@ -44,7 +44,7 @@ def import_openvino() -> Any:
     return ov
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def core() -> Any:
     """One OpenVINO Core per process (it holds the plugins and their caches)."""
     return import_openvino().Core()

@@ -154,9 +154,8 @@ class TorchBackend(Backend):
     def infer(self, batch: Any) -> Any:
         import torch
 
-        with (
-            torch.inference_mode(),
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast),
+        with torch.inference_mode(), torch.autocast(
+            "cpu", dtype=torch.bfloat16, enabled=self.autocast
         ):
             logits = self.model(batch)
         if self.torch_device.type == "cuda":
