@@ -36,6 +36,8 @@ OPENVINO = ["openvino>=2024.0", "nncf>=2.10"]
 TRAIN = ["tensorboard>=2.15", "tqdm>=4.60"]
 BAG = ["rosbags>=0.10", "matplotlib>=3.8"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6", "mcap>=1.1", "vermin>=1.6"]
+# The colcon workspace build test (test_colcon_build.py): what a ROS install provides.
+TEST += ["colcon-common-extensions>=0.3", "ros-ament-package"]
 
 setup(
     name=PACKAGE,
