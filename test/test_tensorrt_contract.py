@@ -5,6 +5,7 @@ that TensorRT runs: that needs a GPU (test_inference_engine.py skips without one
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +16,7 @@ from seg_ros.inference.engine import (
     fp16_flag,
     shared_logger,
 )
-from seg_ros.inference.errors import BackendUnavailableError
+from seg_ros.inference.errors import BackendUnavailableError, ConfigError
 from seg_ros.inference.export import export_onnx
 from seg_ros.models import build_model
 
@@ -102,3 +103,176 @@ def test_engine_from_an_existing_onnx_needs_no_pytorch_export(onnx_files, tmp_pa
     argv = ["--from-onnx", onnx_files["fplnet"], "--tensorrt", str(tmp_path / "f.engine")]
     assert export.main(argv) == 2
     assert "no seg_ros metadata" in capsys.readouterr().err
+
+
+class _DType:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class EngineStandIn:
+    """A deserialized engine's named-tensor API (8.5+): one input, one output."""
+
+    def __init__(self, io: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+        self.io = io
+        self.num_io_tensors = len(io)
+
+    def get_tensor_name(self, i: int) -> str:
+        return list(self.io)[i]
+
+    def get_tensor_mode(self, name: str) -> str:
+        return self.io[name][0]
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        return self.io[name][1]
+
+    def get_tensor_dtype(self, name: str) -> _DType:
+        return _DType("FLOAT")
+
+
+def tensorrt_with_engine(engine: EngineStandIn | None, version: str = "8.5.2") -> object:
+    trt = RecordingTensorRT(version)
+    trt.TensorIOMode = SimpleNamespace(INPUT="input", OUTPUT="output")
+
+    class Runtime:
+        def __init__(self, logger: object) -> None:
+            trt.calls.append(("Runtime", logger))
+
+        def deserialize_cuda_engine(self, data: bytes) -> EngineStandIn | None:
+            trt.calls.append(("deserialize_cuda_engine", len(data)))
+            return engine
+
+    trt.Runtime = Runtime
+    return trt
+
+
+@pytest.fixture
+def trtexec_engine(tmp_path, monkeypatch):
+    """An engine file "built by trtexec" and a seg_ros ONNX it came from (real seg-export)."""
+    from weights_helpers import pipeline_weights
+
+    from seg_ros.inference import engine as engine_module
+    from seg_ros.tools import export
+
+    weights = pipeline_weights(tmp_path / "w.safetensors")
+    onnx_path = tmp_path / "f.onnx"
+    assert (
+        export.main(
+            [
+                "--model",
+                "fplnet",
+                "--weights",
+                str(weights),
+                "--onnx",
+                str(onnx_path),
+                "--size",
+                "64x96",
+            ]
+        )
+        == 0
+    )
+    engine_path = tmp_path / "trtexec.engine"
+    engine_path.write_bytes(b"serialized engine")
+    monkeypatch.setattr(engine_module, "gpu_identity", lambda index: ("Xavier", "7.2"))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: None)
+
+    def use(io):
+        trt = tensorrt_with_engine(None if io is None else EngineStandIn(io))
+        monkeypatch.setattr(engine_module, "import_tensorrt", lambda: trt)
+        return trt
+
+    return SimpleNamespace(engine=engine_path, onnx=onnx_path, weights=weights, use=use)
+
+
+GOOD_IO = {"image": ("input", (1, 3, 64, 96)), "logits": ("output", (1, 11, 64, 96))}
+
+
+def test_sidecar_for_a_trtexec_engine_checks_its_io(trtexec_engine, capsys) -> None:
+    from seg_ros.inference.engine import read_sidecar
+    from seg_ros.tools import export
+
+    trt = trtexec_engine.use(GOOD_IO)
+    argv = ["--sidecar-for", str(trtexec_engine.engine), "--from-onnx", str(trtexec_engine.onnx)]
+    assert export.main([*argv, "--fp16"]) == 0
+    names = [c[0] for c in trt.calls]
+    assert names.index("init_libnvinfer_plugins") < names.index("deserialize_cuda_engine")
+    info = read_sidecar(trtexec_engine.engine)
+    assert (info.tensorrt, info.gpu, info.compute_capability) == ("8.5.2", "Xavier", "7.2")
+    assert info.input_size == [64, 96] and info.precision == "fp16"
+    assert info.metadata["model"] == "fplnet" and json.loads(info.metadata["num_classes"]) == 11
+    # Never over a sidecar that is there already.
+    assert export.main(argv) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("io", "reason"),
+    [
+        (None, "could not deserialize"),
+        (
+            {"image": ("input", (1, 3, -1, -1)), "logits": ("output", (1, 11, -1, -1))},
+            "not a fixed 1x3xHxW",
+        ),
+        ({"image": ("input", (1, 3, 64, 96)), "logits": ("output", (1, 19, 64, 96))}, "11 classes"),
+        ({"image": ("input", (1, 3, 64, 96))}, "one input and one output"),
+    ],
+)
+def test_sidecar_refused_for_an_engine_that_does_not_fit(
+    trtexec_engine, capsys, io, reason
+) -> None:
+    from seg_ros.inference.engine import sidecar_path
+    from seg_ros.tools import export
+
+    trtexec_engine.use(io)
+    argv = ["--sidecar-for", str(trtexec_engine.engine), "--weights", str(trtexec_engine.weights)]
+    assert export.main(argv) == 2
+    assert reason in capsys.readouterr().err
+    assert not sidecar_path(trtexec_engine.engine).exists()
+
+
+def test_sidecar_refused_when_the_engine_is_not_the_onnx_size(trtexec_engine, capsys) -> None:
+    from seg_ros.inference.engine import sidecar_path
+    from seg_ros.tools import export
+
+    trtexec_engine.use(
+        {"image": ("input", (1, 3, 128, 192)), "logits": ("output", (1, 11, 128, 192))}
+    )
+    argv = ["--sidecar-for", str(trtexec_engine.engine), "--from-onnx", str(trtexec_engine.onnx)]
+    assert export.main(argv) == 2
+    assert "(128, 192)" in capsys.readouterr().err
+    assert not sidecar_path(trtexec_engine.engine).exists()
+
+
+def test_workspace_setting_reaches_the_on_the_fly_build(monkeypatch, tmp_path) -> None:
+    """trt_workspace_mb (node parameter, PipelineConfig) is the builder's workspace limit."""
+    from seg_ros.inference import engine as engine_module
+    from seg_ros.inference.backends import tensorrt_backend
+    from seg_ros.inference.config import PipelineConfig
+
+    for bad in (16, True, 1 << 20):
+        with pytest.raises(ConfigError, match="trt_workspace_mb"):
+            PipelineConfig(backend="tensorrt", device="cuda", trt_workspace_mb=bad).validate()
+    seen = {}
+
+    class StopBuildError(Exception):
+        pass
+
+    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
+        seen.update(workspace=workspace, size=size, precision=precision)
+        raise StopBuildError
+
+    monkeypatch.setattr(engine_module, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: RecordingTensorRT("8.5.2"))
+    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda index: ("Xavier", "7.2"))
+    monkeypatch.setattr(tensorrt_backend, "resolve_device", lambda device: torch.device("cpu"))
+    config = PipelineConfig(backend="tensorrt", device="cuda", trt_workspace_mb=512).validate()
+    ctx = SimpleNamespace(
+        config=config,
+        metadata=SimpleNamespace(mean=[0.5] * 3, std=[0.5] * 3, to_strings=dict),
+        input_size=(64, 96),
+        artifact=lambda suffix: tmp_path / f"f{suffix}",
+        export_onnx=lambda: tmp_path / "f.onnx",
+    )
+    with pytest.raises(StopBuildError):
+        tensorrt_backend.TensorRTBackend.build(ctx)
+    assert seen == {"workspace": 512 << 20, "size": (64, 96), "precision": "fp32"}

@@ -19,6 +19,7 @@ COLOR_ORDERS = ("rgb", "bgr")
 # Every network here pads to its output stride internally; sizes this small are certainly a
 # mistake (width and height swapped with a scale, or a typo).
 MIN_SIDE = 32
+MIN_WORKSPACE_MB, MAX_WORKSPACE_MB = 64, 65536
 
 
 @dataclass
@@ -51,6 +52,9 @@ class PipelineConfig:
     parity_min_agreement: float = 0.99
     parity_check: bool = True
     threads: int | None = None  # CPU threads for torch/onnxruntime; None = the library's choice
+    # TensorRT builder workspace for an engine built on the fly (MiB); a Jetson Xavier with
+    # 8 GB shared memory may need less than the desktop default.
+    trt_workspace_mb: int = 2048
 
     def validate(self) -> PipelineConfig:
         """Check every field; raise ``ConfigError`` naming the field and the allowed values."""
@@ -109,6 +113,15 @@ class PipelineConfig:
             )
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
+        if (
+            not isinstance(self.trt_workspace_mb, int)
+            or isinstance(self.trt_workspace_mb, bool)
+            or not MIN_WORKSPACE_MB <= self.trt_workspace_mb <= MAX_WORKSPACE_MB
+        ):
+            raise ConfigError(
+                f"trt_workspace_mb must be an integer in [{MIN_WORKSPACE_MB}, "
+                f"{MAX_WORKSPACE_MB}] (MiB), got {self.trt_workspace_mb!r}"
+            )
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ConfigError(
                 "precision 'fp16' needs device 'cuda' (CPUs here run 'fp32' or 'bf16'), "

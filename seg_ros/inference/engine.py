@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.inference.errors import BackendUnavailableError, EngineMismatchError, PipelineError
+from seg_ros.weights import WeightsMetadata
 
 log = logging.getLogger("seg_ros.inference")
 
@@ -251,3 +252,80 @@ def build_engine(
     tmp.replace(engine_path)
     log.info("built TensorRT %s engine %s for %s on %s", precision, engine_path, shape, gpu)
     return engine_path
+
+
+def engine_io(trt: Any, engine: Any) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    """name -> (``input``/``output``, shape, dtype name) of a deserialized engine (8.5+ API)."""
+    io = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+        io[name] = (
+            mode,
+            tuple(int(d) for d in engine.get_tensor_shape(name)),
+            engine.get_tensor_dtype(name).name,
+        )
+    return io
+
+
+def sidecar_for_engine(
+    engine_path: str | Path,
+    metadata: dict[str, str],
+    precision: str = "fp32",
+    device_index: int = 0,
+) -> Path:
+    """Write the sidecar of an engine seg_ros did not build (``trtexec --onnx=...``): the engine
+    is deserialized here and its own I/O must be what the pipeline feeds and reads: one input
+    1x3xHxW (fixed), one output 1xCxHxW with C = the weights' classes. Returns the sidecar."""
+    if precision not in ("fp32", "fp16"):
+        raise PipelineError(f"TensorRT engines are fp32 or fp16, not {precision!r}")
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        raise PipelineError(f"TensorRT engine not found: {engine_path}")
+    if sidecar_path(engine_path).exists():
+        raise PipelineError(f"{sidecar_path(engine_path)} exists already; not overwriting it")
+    trt = import_tensorrt()
+    import torch
+
+    torch.cuda.set_device(device_index)
+    runtime = trt.Runtime(shared_logger(trt))  # plugins registered before deserializing
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:
+        raise PipelineError(
+            f"TensorRT {trt.__version__} could not deserialize {engine_path}: corrupt, or built "
+            "by another TensorRT version or for another GPU"
+        )
+    io = engine_io(trt, engine)
+    inputs = [(n, s) for n, (m, s, _) in io.items() if m == "input"]
+    outputs = [(n, s) for n, (m, s, _) in io.items() if m == "output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise PipelineError(f"{engine_path}: expected one input and one output, found {io}")
+    (in_name, in_shape), (out_name, out_shape) = inputs[0], outputs[0]
+    if len(in_shape) != 4 or in_shape[:2] != (1, 3) or min(in_shape) <= 0:
+        raise PipelineError(
+            f"{engine_path}: input {in_name!r} is {in_shape}, not a fixed 1x3xHxW image "
+            "(build it from a fixed-size ONNX: seg-export --onnx without --dynamic)"
+        )
+    meta = WeightsMetadata.from_strings(metadata, str(engine_path))
+    expected = (1, meta.num_classes, *in_shape[2:])
+    if out_shape != expected:
+        raise PipelineError(
+            f"{engine_path}: output {out_name!r} is {out_shape}, the weights' {meta.model} "
+            f"gives {expected} ({meta.num_classes} classes)"
+        )
+    gpu, capability = gpu_identity(device_index)
+    info = EngineInfo(
+        tensorrt=trt.__version__,
+        gpu=gpu,
+        compute_capability=capability,
+        input_size=list(in_shape[2:]),
+        precision=precision,
+        input_name=in_name,
+        output_name=out_name,
+        onnx="(built outside seg_ros)",
+        metadata=metadata,
+    )
+    # Atomic as build_engine's: a sidecar is either whole or absent.
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    write_sidecar(tmp, info).replace(sidecar_path(engine_path))
+    return sidecar_path(engine_path)

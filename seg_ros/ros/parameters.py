@@ -19,7 +19,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from seg_ros.inference.config import (
     BACKENDS,
     DEVICE_PATTERN,
+    MAX_WORKSPACE_MB,
     MIN_SIDE,
+    MIN_WORKSPACE_MB,
     OUTPUT_RESOLUTIONS,
     PRECISIONS,
 )
@@ -86,6 +88,13 @@ SPECS: tuple[ParamSpec, ...] = (
         "engine",
         "",
         "ONNX file (onnxruntime) or TensorRT engine (tensorrt); empty = export/build on the fly.",
+        rebuilds=True,
+    ),
+    ParamSpec(
+        "trt_workspace_mb",
+        2048,
+        "TensorRT builder workspace (MiB) for an engine built on the fly (engine empty).",
+        int_range=(MIN_WORKSPACE_MB, MAX_WORKSPACE_MB),
         rebuilds=True,
     ),
     ParamSpec(
@@ -204,6 +213,7 @@ class NodeSettings:
     device: str = "cpu"
     precision: str = "fp32"
     engine: str = ""
+    trt_workspace_mb: int = 2048
     input_width: int = 0
     input_height: int = 0
     output_resolution: str = "input"
@@ -241,6 +251,7 @@ class NodeSettings:
             device=self.device,
             precision=self.precision,
             engine=self.engine or None,
+            trt_workspace_mb=int(self.trt_workspace_mb),
             input_size=size,
             output_resolution=self.output_resolution,
             overlay_alpha=float(self.overlay_alpha),

@@ -4,6 +4,8 @@ seg-export --model fplnet --weights models/fplnet_camvid.safetensors --onnx fpln
 seg-export --model rgpnet --variant resnet18 --weights w.safetensors --onnx r18.onnx --dynamic
 seg-export --model desanet --weights w.safetensors --onnx d.onnx --tensorrt d.engine --fp16
 seg-export --model rgpnet --weights w.safetensors --fp16-weights models/rgpnet_camvid.safetensors
+seg-export --from-onnx f.onnx --tensorrt f.engine --fp16      # on the Jetson, no PyTorch export
+seg-export --sidecar-for trtexec.engine --from-onnx f.onnx [--fp16]   # an engine trtexec built
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch.onnx exporter (torchscript: real opset 17 and fast; dynamo: opset >= 18)",
     )
     p.add_argument("--tensorrt", type=Path, help="also build a TensorRT engine at this path")
+    p.add_argument(
+        "--sidecar-for",
+        type=Path,
+        metavar="ENGINE",
+        help="write the sidecar of an engine built elsewhere (trtexec), after checking the "
+        "engine's own I/O; the model comes from --from-onnx (the ONNX it was built from) or "
+        "--weights; --fp16 if it was built with fp16",
+    )
     p.add_argument("--fp16", action="store_true", help="build the TensorRT engine in fp16")
     p.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace in GiB")
     p.add_argument("--device", default="cuda", help="CUDA device for the engine (cuda:N)")
@@ -83,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             # A typo in a folder name must not become a new folder tree.
             if path is not None and not path.expanduser().resolve().parent.is_dir():
                 raise PipelineError(f"folder {path.parent} does not exist (for {path})")
+        if args.sidecar_for is not None:
+            return sidecar_for(args)
         if args.from_onnx is not None:
             return engine_from_onnx(args)
         if args.model is None:
@@ -121,27 +133,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
+    """The seg_ros weights metadata and fixed input size an exported ONNX carries."""
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.export import read_onnx_metadata
+
+    raw = read_onnx_metadata(path)
+    if "format" not in raw:
+        raise PipelineError(f"{path} carries no seg_ros metadata; export it with seg-export")
+    if raw.get("onnx_dynamic") != "false" or "onnx_input_size" not in raw:
+        raise PipelineError(f"{path} has a dynamic size; export a fixed-size ONNX")
+    h, w = (int(v) for v in raw["onnx_input_size"].split("x"))
+    return {k: v for k, v in raw.items() if not k.startswith("onnx_")}, (h, w)
+
+
+def sidecar_for(args: argparse.Namespace) -> int:
+    from seg_ros.inference.engine import read_sidecar, sidecar_for_engine
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.weights import read_metadata
+
+    if (args.from_onnx is None) == (args.weights is None):
+        raise PipelineError("--sidecar-for takes the model from --from-onnx or --weights (one)")
+    if args.from_onnx is not None:
+        metadata, size = onnx_metadata(args.from_onnx)
+    else:
+        metadata, size = read_metadata(args.weights).to_strings(), None
+    index = int(args.device.split(":")[1]) if ":" in args.device else 0
+    path = sidecar_for_engine(args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", index)
+    built = tuple(read_sidecar(args.sidecar_for).input_size)
+    if size is not None and built != size:
+        path.unlink()  # written just now, by us
+        raise PipelineError(f"{args.sidecar_for} takes {built}, {args.from_onnx} is {size}")
+    print(f"wrote {path}")
+    return 0
+
+
 def engine_from_onnx(args: argparse.Namespace) -> int:
     """--tensorrt from an existing seg_ros ONNX (fixed size), its metadata copied to the
     sidecar."""
     from seg_ros.inference.engine import build_engine
     from seg_ros.inference.errors import PipelineError
-    from seg_ros.inference.export import read_onnx_metadata
 
     if args.tensorrt is None:
         raise PipelineError("--from-onnx builds a TensorRT engine: give --tensorrt PATH")
-    raw = read_onnx_metadata(args.from_onnx)
-    if "format" not in raw:
-        raise PipelineError(
-            f"{args.from_onnx} carries no seg_ros metadata; export it with seg-export"
-        )
-    if raw.get("onnx_dynamic") != "false" or "onnx_input_size" not in raw:
-        raise PipelineError(f"{args.from_onnx} has a dynamic size; export a fixed-size ONNX")
-    h, w = (int(v) for v in raw["onnx_input_size"].split("x"))
-    if args.model and args.model != raw.get("model"):
-        raise PipelineError(f"{args.from_onnx} holds {raw.get('model')!r}, not {args.model!r}")
+    metadata, (h, w) = onnx_metadata(args.from_onnx)
+    if args.model and args.model != metadata.get("model"):
+        raise PipelineError(f"{args.from_onnx} holds {metadata.get('model')!r}, not {args.model!r}")
     index = int(args.device.split(":")[1]) if ":" in args.device else 0
-    metadata = {k: v for k, v in raw.items() if not k.startswith("onnx_")}
     build_engine(
         args.from_onnx,
         args.tensorrt,

@@ -63,6 +63,7 @@ class TensorRTBackend(Backend):
                     engine,
                     ctx.input_size,
                     c.precision,
+                    workspace=c.trt_workspace_mb << 20,
                     device_index=device_index,
                     metadata=meta.to_strings(),
                 )
