@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from seg_ros.labels import CAMVID
+from seg_ros.metrics import format_table, report
 from seg_ros.models import build_model
 from seg_ros.tools.evaluate import main as seg_eval
 from seg_ros.training.datasets import build_dataset
-from seg_ros.training.evaluate import evaluate, format_table, predict_labels, report
+from seg_ros.training.evaluate import evaluate, predict_labels
 from seg_ros.training.synthetic import write_camvid
 from seg_ros.weights import WeightsMetadata, save_weights
 
@@ -135,3 +136,33 @@ def test_seg_eval_explains_bad_input(
     cv2.imwrite(str(folder / "val" / "labels" / "a.png"), np.zeros((4, 4), np.uint8))
     assert seg_eval([str(weights), "--dataset", "folder", "--data-root", str(folder)]) == 2
     assert "predicts 11 classes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
+def test_seg_eval_scores_the_deployed_path_like_the_module(
+    weights: Path, camvid_root: Path, tmp_path: Path, backend: str
+) -> None:
+    """--backend runs each frame through the Pipeline on that runtime; at fp32 its labels are
+    the module's, so the confusion counts agree with the module path's almost exactly."""
+    if backend != "torch":
+        pytest.importorskip(backend)
+    base = [str(weights), "--data-root", str(camvid_root), "--quiet", "--input-size", "32", "48"]
+    module, deployed = tmp_path / "module.json", tmp_path / "deployed.json"
+    assert seg_eval([*base, "--device", "cpu", "--json", str(module)]) == 0
+    assert seg_eval([*base, "--backend", backend, "--json", str(deployed)]) == 0
+    a, b = json.loads(module.read_text()), json.loads(deployed.read_text())
+    assert b["backend"] == backend and a["backend"] == "module"
+    assert a["pixels"] == b["pixels"]  # both scored at label resolution
+    assert abs(a["pixel_accuracy"] - b["pixel_accuracy"]) < 0.02
+
+
+def test_seg_eval_refuses_what_the_deployed_path_cannot_do(
+    weights: Path, camvid_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = [str(weights), "--data-root", str(camvid_root), "--quiet"]
+    assert seg_eval([*base, "--backend", "torch", "--flip"]) == 2
+    assert "single-scale" in capsys.readouterr().err
+    assert seg_eval([*base, "--precision", "int8"]) == 2
+    assert "add --backend" in capsys.readouterr().err
+    assert seg_eval([*base, "--backend", "torch", "--precision", "int8"]) == 2
+    assert "precision 'int8'" in capsys.readouterr().err

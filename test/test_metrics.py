@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seg_ros.training.metrics import ConfusionMatrix
+from seg_ros.metrics import ConfusionMatrix
 
 
 def test_iou_against_a_hand_built_matrix() -> None:

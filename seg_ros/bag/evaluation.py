@@ -2,7 +2,7 @@
 and a few sample frames for the report. Offline and live evaluation share it, so both score
 exactly alike; live mode calls it from two threads (frames read, outputs received).
 
-mIoU comes from ``seg_ros.training.metrics.ConfusionMatrix``, as seg-eval's does.
+mIoU comes from ``seg_ros.metrics.ConfusionMatrix``, as seg-eval's does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from seg_ros.bag.io import BagError, BagMessage, BagReader, decode_label, format_stamp
 from seg_ros.bag.matching import DuplicateStampError, StampJoin
 from seg_ros.labels import IGNORE_INDEX
-from seg_ros.training.metrics import ConfusionMatrix
+from seg_ros.metrics import ConfusionMatrix
 
 
 @dataclass
@@ -160,7 +160,7 @@ class BagEvaluation:
     def accuracy(self) -> dict[str, Any] | None:
         """seg-eval's figures (mIoU, pixel accuracy, per-class IoU, pixels), or None without
         labelled frames."""
-        from seg_ros.training.evaluate import report
+        from seg_ros.metrics import report
 
         if self.label_topic is None or self.labelled_frames == 0:
             return None

@@ -22,6 +22,7 @@ import numpy as np
 
 from seg_ros.inference import preprocess
 from seg_ros.inference.errors import PipelineError
+from seg_ros.inference.scoring import miou_of
 
 log = logging.getLogger("seg_ros.inference")
 # How much mIoU (points) an int8 model may lose against fp32 on the validation split.
@@ -64,17 +65,6 @@ class QuantizeReport:
             "int8_validation": self.validation,
             "int8_method": self.method,
         }
-
-
-def miou_of(pipeline: Any, pairs: Iterable[tuple[np.ndarray, np.ndarray]], classes: int) -> float:
-    """mIoU (%) of a pipeline's labels at label resolution, void ignored."""
-    from seg_ros.training.metrics import ConfusionMatrix
-
-    cm = ConfusionMatrix(classes)
-    for image, label in pairs:
-        result = pipeline(image, want_color=False, want_overlay=False)
-        cm.update(result.labels, label)
-    return 100.0 * cm.miou()
 
 
 def quantize(
@@ -142,7 +132,7 @@ def quantize(
     if accuracy_control:
 
         def validate(compiled: Any, items: Iterable[Any]) -> float:
-            from seg_ros.training.metrics import ConfusionMatrix
+            from seg_ros.metrics import ConfusionMatrix
 
             cm = ConfusionMatrix(classes)
             for batch, label in items:

@@ -626,7 +626,7 @@ class ClipScore:
         if labels is None or labels.shape != self.truth[index].shape:
             return
         from seg_ros.labels import CAMVID
-        from seg_ros.training.metrics import ConfusionMatrix
+        from seg_ros.metrics import ConfusionMatrix
 
         with self._lock:
             if self._cm is None:

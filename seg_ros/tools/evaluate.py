@@ -3,6 +3,11 @@
 seg-eval models/fplnet_camvid.safetensors --data-root ../shared/data/camvid --split val
 seg-eval best.safetensors --dataset cityscapes --data-root data/cityscapes --scales 0.5 0.75 1 \
     1.25 1.5 1.75 --flip --json val.json
+seg-eval fplnet_camvid --data-root ../shared/data/camvid --backend openvino --precision int8
+
+Without --backend it scores the PyTorch module itself (fp32: the model cards' figures); with
+--backend the deployed path: each frame through the node's Pipeline on that runtime,
+precision and input size (single scale), labels scored at label resolution.
 """
 
 from __future__ import annotations
@@ -12,10 +17,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from seg_ros.inference.config import BACKENDS, PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-eval", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="seg-eval",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("weights", help="seg_ros weights (.safetensors), or a name from models/")
     p.add_argument(
         "--dataset",
@@ -45,6 +58,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["off", "auto", "bf16", "fp16"],
         help="autocast precision (default: off = fp32, the reference figures)",
     )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="score the deployed Pipeline on this runtime (default: the PyTorch module)",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=PRECISIONS, help="with --backend (default: fp32)"
+    )
+    p.add_argument("--engine", help="with --backend: ONNX / OpenVINO IR / TensorRT engine file")
     p.add_argument("--limit", type=int, help="only the first N frames (a quick look)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -68,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    from seg_ros.inference.errors import PipelineError
+    from seg_ros.metrics import format_table, report
     from seg_ros.training.datasets import DATASETS, DatasetError, build_dataset
-    from seg_ros.training.evaluate import evaluate, format_table, report
     from seg_ros.training.trainer import autocast_dtype
     from seg_ros.weights import WeightsError, load_model
 
@@ -101,31 +124,34 @@ def main(argv: list[str] | None = None) -> int:
             else ("cuda" if torch.cuda.is_available() else "cpu")
         )
         amp_dtype = autocast_dtype(args.amp, device)
-    except (FileNotFoundError, ValueError, DatasetError, WeightsError) as e:
+        indices = range(min(args.limit, len(dataset))) if args.limit else None
+        pipeline = None
+        if args.backend is not None:
+            pipeline = deployed_pipeline(args, weights, device)
+        elif args.precision != "fp32" or args.engine:
+            raise ValueError("--precision and --engine choose a deployed path: add --backend")
+    except (FileNotFoundError, ValueError, DatasetError, WeightsError, PipelineError) as e:
         print(f"seg-eval: {e}", file=sys.stderr)
         return 2
 
-    model.to(device)
-    indices = range(min(args.limit, len(dataset))) if args.limit else None
     start = time.perf_counter()
-    cm = evaluate(
-        model,
-        dataset,
-        meta.mean,
-        meta.std,
-        device,
-        scales=args.scales,
-        flip=args.flip,
-        amp_dtype=amp_dtype,
-        channels_last=True,  # as training validates, so the figures match its own
-        progress=not args.quiet,
-        input_size=tuple(args.input_size) if args.input_size else None,
-        indices=indices,
-    )
+    if pipeline is not None:
+        from seg_ros.inference.scoring import pipeline_confusion
+
+        frames = indices if indices is not None else range(len(dataset))
+        cm = pipeline_confusion(pipeline, (dataset[i] for i in frames), meta.num_classes)
+    else:
+        cm = module_confusion(model, dataset, meta, device, amp_dtype, indices, args)
     seconds = time.perf_counter() - start
     frames = len(indices) if indices is not None else len(dataset)
     class_names = meta.class_names
-    setting = f"scales {' '.join(f'{s:g}' for s in args.scales)}" + (" + flip" if args.flip else "")
+    if pipeline is not None:
+        described = pipeline.describe()
+        setting = f"{described['backend']} {described['precision']}, {described['input_size']}"
+    else:
+        setting = f"scales {' '.join(f'{s:g}' for s in args.scales)}" + (
+            " + flip" if args.flip else ""
+        )
     print(f"{meta.model}/{meta.variant} on {dataset.name} ({frames} frames, {setting})")
     print(format_table(cm, class_names))
     if args.json:
@@ -141,12 +167,64 @@ def main(argv: list[str] | None = None) -> int:
             "flip": args.flip,
             "device": str(device),
             "amp": args.amp,
+            "backend": args.backend or "module",
+            "precision": args.precision,
             "seconds": round(seconds, 2),
             **report(cm, class_names),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def deployed_pipeline(args: argparse.Namespace, weights: Path, device: Any) -> Any:
+    """The node's Pipeline for --backend: single scale, the weights' input size by default."""
+    from seg_ros.inference import Pipeline, PipelineConfig
+
+    if args.scales != [1.0] or args.flip or args.amp != "off":
+        raise ValueError(
+            "--backend scores the deployed single-scale path: drop --scales/--flip/--amp "
+            "(choose its arithmetic with --precision)"
+        )
+    config = PipelineConfig(
+        weights=str(weights),
+        model=read_model_name(weights),
+        backend=args.backend,
+        device=str(device),
+        precision=args.precision,
+        engine=args.engine,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        threads=args.threads,
+    )
+    return Pipeline(config)
+
+
+def read_model_name(weights: Path) -> str:
+    from seg_ros.weights import read_metadata
+
+    return read_metadata(weights).model
+
+
+def module_confusion(
+    model: Any, dataset: Any, meta: Any, device: Any, amp_dtype: Any, indices: Any, args: Any
+) -> Any:
+    from seg_ros.training.evaluate import evaluate
+
+    model.to(device)
+    return evaluate(
+        model,
+        dataset,
+        meta.mean,
+        meta.std,
+        device,
+        scales=args.scales,
+        flip=args.flip,
+        amp_dtype=amp_dtype,
+        channels_last=True,  # as training validates, so the figures match its own
+        progress=not args.quiet,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        indices=indices,
+    )
 
 
 if __name__ == "__main__":

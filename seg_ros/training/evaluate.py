@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg_ros.compat import zip_strict
+from seg_ros.metrics import ConfusionMatrix
 from seg_ros.training.datasets import SegmentationDataset
-from seg_ros.training.metrics import ConfusionMatrix
 
 
 def normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -121,37 +117,3 @@ def evaluate(
         prediction = predict_labels(model, x, label.shape, scales, flip, amp_dtype)
         cm.update(prediction, torch.from_numpy(label))
     return cm
-
-
-def report(cm: ConfusionMatrix, class_names: Sequence[str]) -> dict[str, Any]:
-    """mIoU, pixel accuracy and per-class IoU as plain JSON-able values (absent classes: None)."""
-    iou = cm.iou()
-    return {
-        "miou": _number(cm.miou()),
-        "pixel_accuracy": _number(cm.pixel_accuracy()),
-        "iou": {name: _number(v) for name, v in zip_strict(class_names, iou)},
-        "pixels": int(cm.matrix.sum()),
-    }
-
-
-def format_table(cm: ConfusionMatrix, class_names: Sequence[str]) -> str:
-    """Per-class IoU (in %) as a text table, then mIoU and pixel accuracy."""
-    iou = cm.iou()
-    width = max(10, *(len(n) for n in class_names))
-    truth = cm.matrix.sum(1).numpy()
-    lines = [f"{'class':<{width}}  {'IoU %':>7}  {'pixels':>12}", "-" * (width + 23)]
-    for name, value, count in zip_strict(class_names, iou, truth):
-        shown = "-" if np.isnan(value) else f"{100 * value:.2f}"
-        lines.append(f"{name:<{width}}  {shown:>7}  {int(count):>12}")
-    lines.append("-" * (width + 23))
-    lines.append(f"{'mIoU':<{width}}  {_percent(cm.miou()):>7}")
-    lines.append(f"{'pixel acc.':<{width}}  {_percent(cm.pixel_accuracy()):>7}")
-    return "\n".join(lines)
-
-
-def _number(v: float) -> float | None:
-    return None if math.isnan(v) else round(float(v), 6)
-
-
-def _percent(v: float) -> str:
-    return "-" if math.isnan(v) else f"{100 * v:.2f}"

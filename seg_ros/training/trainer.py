@@ -513,9 +513,9 @@ class Trainer:
             indices=range(self.dist.rank, len(self.val_set), world) if world > 1 else None,
         )
         if world > 1:
-            matrix = cm.matrix.to(self.device)
+            matrix = torch.from_numpy(cm.matrix).to(self.device)
             dist.all_reduce(matrix)
-            cm.matrix = matrix.cpu()
+            cm.matrix = matrix.cpu().numpy()
         miou, iou = cm.miou(), cm.iou()
         if self.writer is not None:
             self.writer.add_scalar("val/mIoU", miou, self.epoch)
