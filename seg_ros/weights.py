@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seg_ros.models.registry import is_default_variant
+
 FORMAT = "seg_ros.weights/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -157,7 +159,7 @@ def load_model(
     state, meta = load_weights(path)
     if model is not None and model != meta.model:
         raise WeightsError(f"{path} holds {meta.model!r} weights, but model {model!r} was asked")
-    if model is not None and variant not in (None, "", "default"):
+    if model is not None and not is_default_variant(variant):
         wanted = resolve_variant(model, variant)
         if wanted != meta.variant:
             raise WeightsError(

@@ -111,7 +111,7 @@ def test_seg_eval_single_scale(
 def test_seg_eval_multi_scale_flip(weights: Path, camvid_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "ms.json"
     argv = [str(weights), "--dataset", "camvid", "--data-root", str(camvid_root), "--quiet"]
-    argv += ["--scales", "0.5", "0.75", "1", "1.25", "--flip", "--input-size", "32", "48"]
+    argv += ["--scales", "0.5", "0.75", "1", "1.25", "--flip", "--input-size", "32x48"]
     assert seg_eval([*argv, "--json", str(out), "--limit", "2"]) == 0
     result = json.loads(out.read_text())
     assert result["scales"] == [0.5, 0.75, 1.0, 1.25] and result["flip"]
@@ -146,7 +146,7 @@ def test_seg_eval_scores_the_deployed_path_like_the_module(
     the module's, so the confusion counts agree with the module path's almost exactly."""
     if backend != "torch":
         pytest.importorskip(backend)
-    base = [str(weights), "--data-root", str(camvid_root), "--quiet", "--input-size", "32", "48"]
+    base = [str(weights), "--data-root", str(camvid_root), "--quiet", "--input-size", "32x48"]
     module, deployed = tmp_path / "module.json", tmp_path / "deployed.json"
     assert seg_eval([*base, "--device", "cpu", "--json", str(module)]) == 0
     assert seg_eval([*base, "--backend", backend, "--json", str(deployed)]) == 0

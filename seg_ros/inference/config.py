@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from seg_ros.inference.backends import BACKEND_NAMES
 from seg_ros.inference.errors import ConfigError
@@ -58,23 +59,15 @@ class PipelineConfig:
 
     def validate(self) -> PipelineConfig:
         """Check every field; raise ``ConfigError`` naming the field and the allowed values."""
-        from seg_ros.models import list_models
+        from seg_ros.models import is_default_variant, list_models
 
-        models = list_models()
-        if self.model not in models:
-            _bad("model", self.model, sorted(models))
-        if self.variant not in (None, "", "default") and self.variant not in models[self.model]:
-            _bad("variant", self.variant, models[self.model], f" for model {self.model!r}")
-        for name, allowed in (
-            ("backend", BACKENDS),
-            ("precision", PRECISIONS),
-            ("output_resolution", OUTPUT_RESOLUTIONS),
-            ("compile", COMPILE_MODES),
-        ):
-            if getattr(self, name) not in allowed:
-                _bad(name, getattr(self, name), allowed)
-        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):
-            _bad("device", self.device, ["cpu", "cuda", "cuda:N", "gpu", "gpu.N", "npu"])
+        for name in SINGLE_FIELD_CHECKS:
+            problem = field_problem(name, getattr(self, name))
+            if problem:
+                raise ConfigError(problem)
+        variants = list_models()[self.model]
+        if not is_default_variant(self.variant) and self.variant not in variants:
+            _bad("variant", self.variant, variants, f" for model {self.model!r}")
         if re.fullmatch(OPENVINO_ONLY_DEVICES, self.device) and self.backend not in (
             "openvino",
             "auto",
@@ -100,8 +93,6 @@ class PipelineConfig:
                     f"them may be 0: it then follows the weights' aspect ratio), got {size!r}"
                 )
             self.input_size = (int(size[0]), int(size[1]))
-        if not isinstance(self.overlay_alpha, (int, float)) or not 0 <= self.overlay_alpha <= 1:
-            raise ConfigError(f"overlay_alpha must be in [0, 1], got {self.overlay_alpha!r}")
         if self.num_classes is not None and (
             not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 255
         ):
@@ -113,15 +104,6 @@ class PipelineConfig:
             )
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ConfigError(f"threads must be a positive integer, got {self.threads!r}")
-        if (
-            not isinstance(self.trt_workspace_mb, int)
-            or isinstance(self.trt_workspace_mb, bool)
-            or not MIN_WORKSPACE_MB <= self.trt_workspace_mb <= MAX_WORKSPACE_MB
-        ):
-            raise ConfigError(
-                f"trt_workspace_mb must be an integer in [{MIN_WORKSPACE_MB}, "
-                f"{MAX_WORKSPACE_MB}] (MiB), got {self.trt_workspace_mb!r}"
-            )
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ConfigError(
                 "precision 'fp16' needs device 'cuda' (CPUs here run 'fp32' or 'bf16'), "
@@ -136,5 +118,73 @@ class PipelineConfig:
         return self
 
 
-def _bad(field: str, value: object, allowed, where: str = "") -> None:
-    raise ConfigError(f"{field} {value!r} is not allowed{where}; choose from {list(allowed)}")
+# Fields judged on their own (field_problem), before the rules that join several fields.
+SINGLE_FIELD_CHECKS = (
+    "model",
+    "backend",
+    "precision",
+    "output_resolution",
+    "compile",
+    "device",
+    "overlay_alpha",
+    "trt_workspace_mb",
+)
+CHOICES = {
+    "backend": BACKENDS,
+    "precision": PRECISIONS,
+    "output_resolution": OUTPUT_RESOLUTIONS,
+    "compile": COMPILE_MODES,
+}
+
+
+def _model_problem(value: object) -> str | None:
+    from seg_ros.models import list_models
+
+    models = sorted(list_models())
+    return None if value in models else _not_allowed("model", value, models)
+
+
+def _device_problem(value: object) -> str | None:
+    if isinstance(value, str) and re.fullmatch(DEVICE_PATTERN, value):
+        return None
+    return _not_allowed("device", value, ["cpu", "cuda", "cuda:N", "gpu", "gpu.N", "npu"])
+
+
+def _alpha_problem(value: object) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    return None if ok else f"overlay_alpha must be in [0, 1], got {value!r}"
+
+
+def _workspace_problem(value: object) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and MIN_WORKSPACE_MB <= value <= MAX_WORKSPACE_MB:
+        return None
+    return (
+        f"trt_workspace_mb must be an integer in [{MIN_WORKSPACE_MB}, {MAX_WORKSPACE_MB}] "
+        f"(MiB), got {value!r}"
+    )
+
+
+_FIELD_CHECKS = {
+    "model": _model_problem,
+    "device": _device_problem,
+    "overlay_alpha": _alpha_problem,
+    "trt_workspace_mb": _workspace_problem,
+}
+
+
+def field_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not acceptable for PipelineConfig field ``name`` on its own, or None:
+    the one statement of each single-field rule (the node's parameter checks use it too)."""
+    if name in CHOICES:
+        return None if value in CHOICES[name] else _not_allowed(name, value, CHOICES[name])
+    check = _FIELD_CHECKS.get(name)
+    return check(value) if check else None
+
+
+def _not_allowed(name: str, value: object, allowed: Any, where: str = "") -> str:
+    return f"{name} {value!r} is not allowed{where}; choose from {list(allowed)}"
+
+
+def _bad(name: str, value: object, allowed: Any, where: str = "") -> None:
+    raise ConfigError(_not_allowed(name, value, allowed, where))

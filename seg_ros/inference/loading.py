@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.inference.errors import ConfigError, PipelineWeightsError
+from seg_ros.models.registry import is_default_variant
 from seg_ros.weights import WeightsError, WeightsMetadata, read_metadata
 
 log = logging.getLogger("seg_ros.inference")
@@ -59,7 +60,7 @@ def choose_weights(model: str, variant: str | None, weights: str | None) -> Path
     shipped = shipped_weights(model)
     if shipped is None:
         return None
-    if variant not in (None, "", "default"):
+    if not is_default_variant(variant):
         try:
             shipped_variant = read_metadata(shipped).variant
         except WeightsError as e:

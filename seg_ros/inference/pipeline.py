@@ -37,6 +37,7 @@ from seg_ros.inference.parity import (
     require,
     synthetic_scene,
 )
+from seg_ros.models.registry import is_default_variant
 from seg_ros.weights import WeightsError, WeightsMetadata
 
 __all__ = ["Pipeline", "PipelineConfig", "PipelineError", "SegmentationResult"]
@@ -144,7 +145,7 @@ class Pipeline:
             raise PipelineWeightsError(
                 f"{path} holds a {meta.model!r} network, but model {c.model!r} was asked"
             )
-        if c.variant not in (None, "", "default") and meta.variant != c.variant:
+        if not is_default_variant(c.variant) and meta.variant != c.variant:
             raise PipelineWeightsError(
                 f"{path} holds {meta.model} variant {meta.variant!r}, but {c.variant!r} was asked"
             )

@@ -7,8 +7,10 @@ models costs nothing and a broken optional model cannot stop the others from loa
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # listing models and naming variants needs no torch (the ROS-side tools)
+    from torch import nn
 
 # name -> variant -> builder; the first variant listed is the default.
 _BUILDERS: dict[str, dict[str, str]] = {
@@ -38,9 +40,17 @@ def default_variant(name: str) -> str:
     return next(iter(_variants(name)))
 
 
+# How every layer says "the model's default variant" (ROS parameters have no null: "").
+DEFAULT_VARIANT_NAMES = (None, "", "default")
+
+
+def is_default_variant(variant: str | None) -> bool:
+    return variant in DEFAULT_VARIANT_NAMES
+
+
 def resolve_variant(name: str, variant: str | None) -> str:
     variants = _variants(name)
-    if variant in (None, "", "default"):
+    if is_default_variant(variant):
         return next(iter(variants))
     if variant not in variants:
         raise ValueError(f"model {name!r} has no variant {variant!r}; choose from {list(variants)}")

@@ -9,21 +9,19 @@ service: it reads only the weights file's header, never the tensors.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-
 from seg_ros.inference.config import (
     BACKENDS,
-    DEVICE_PATTERN,
     MAX_WORKSPACE_MB,
     MIN_SIDE,
     MIN_WORKSPACE_MB,
     OUTPUT_RESOLUTIONS,
     PRECISIONS,
+    PipelineConfig,
+    field_problem,
 )
 
 TRANSPORTS = ("raw", "compressed")
@@ -45,6 +43,27 @@ class ParamSpec:
     live: bool = False  # a pipeline option read on every frame: applied without a rebuild
 
 
+# Parameters that are PipelineConfig fields: same name, same default ("" where it has None,
+# as ROS parameters have no null), checked by the same rules (inference/config.py).
+PIPELINE_PARAMS = (
+    "model",
+    "variant",
+    "weights",
+    "backend",
+    "device",
+    "precision",
+    "engine",
+    "trt_workspace_mb",
+    "output_resolution",
+    "overlay_alpha",
+)
+
+
+def _default(name: str) -> Any:
+    value = PipelineConfig.__dataclass_fields__[name].default
+    return "" if value is None else value
+
+
 def _models() -> tuple[str, ...]:
     from seg_ros.models import list_models
 
@@ -52,17 +71,17 @@ def _models() -> tuple[str, ...]:
 
 
 SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("model", "fplnet", "Network to run.", choices=_models(), rebuilds=True),
+    ParamSpec("model", _default("model"), "Network to run.", choices=_models(), rebuilds=True),
     ParamSpec(
         "variant",
-        "",
+        _default("variant"),
         "Variant of the model (backbone); empty = the weights' variant or the model's default.",
         constraints="a variant of the chosen model, or empty",
         rebuilds=True,
     ),
     ParamSpec(
         "weights",
-        "",
+        _default("weights"),
         "seg_ros safetensors weights; empty = the shipped weights for the model if installed, "
         "else random init (with a loud warning).",
         constraints="an existing .safetensors file for the chosen model, or empty",
@@ -70,7 +89,7 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend",
-        "auto",
+        _default("backend"),
         "Inference runtime; auto = OpenVINO on a CPU where it is installed, else PyTorch "
         "(diagnostics say which runs).",
         choices=BACKENDS,
@@ -78,21 +97,27 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "device",
-        "cpu",
+        _default("device"),
         "Device to run on.",
         constraints="cpu, cuda or cuda:N; OpenVINO also gpu, gpu.N, npu",
         rebuilds=True,
     ),
-    ParamSpec("precision", "fp32", "Arithmetic precision.", choices=PRECISIONS, rebuilds=True),
+    ParamSpec(
+        "precision",
+        _default("precision"),
+        "Arithmetic precision.",
+        choices=PRECISIONS,
+        rebuilds=True,
+    ),
     ParamSpec(
         "engine",
-        "",
+        _default("engine"),
         "ONNX file (onnxruntime) or TensorRT engine (tensorrt); empty = export/build on the fly.",
         rebuilds=True,
     ),
     ParamSpec(
         "trt_workspace_mb",
-        2048,
+        _default("trt_workspace_mb"),
         "TensorRT builder workspace (MiB) for an engine built on the fly (engine empty).",
         int_range=(MIN_WORKSPACE_MB, MAX_WORKSPACE_MB),
         rebuilds=True,
@@ -117,14 +142,14 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "output_resolution",
-        "input",
+        _default("output_resolution"),
         "Outputs at the camera's resolution (input) or the network's (network, cheaper).",
         choices=OUTPUT_RESOLUTIONS,
         live=True,
     ),
     ParamSpec(
         "overlay_alpha",
-        0.5,
+        _default("overlay_alpha"),
         "Weight of the colour mask in the overlay (0 = camera image only, 1 = mask only).",
         float_range=(0.0, 1.0),
         live=True,
@@ -171,7 +196,10 @@ REBUILD_PARAMS = frozenset(s.name for s in SPECS if s.rebuilds)
 LIVE_PARAMS = frozenset(s.name for s in SPECS if s.live)
 
 
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+def descriptor(spec: ParamSpec) -> Any:
+    """The rcl_interfaces ParameterDescriptor the node declares ``spec`` with."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
     constraints = spec.constraints
     if spec.choices:
         constraints = "one of: " + ", ".join(spec.choices)
@@ -193,69 +221,58 @@ def check_value(name: str, value: Any) -> str | None:
     spec = SPEC_BY_NAME.get(name)
     if spec is None:
         return None
+    if name in PIPELINE_PARAMS:
+        return field_problem(name, value if value != "" else None)
     if spec.choices and value not in spec.choices:
         return f"{name} {value!r} is not allowed; choose from {list(spec.choices)}"
-    if name == "device" and not re.fullmatch(DEVICE_PATTERN, str(value)):
-        return f"device {value!r} is not allowed; use cpu, cuda or cuda:N (OpenVINO: gpu, npu)"
     if name in ("input_width", "input_height") and value != 0 and value < MIN_SIDE:
         return f"{name} {value} is too small: use 0 (the weights' size) or at least {MIN_SIDE}"
     return None
 
 
-@dataclass
-class NodeSettings:
-    """Typed values of all parameters (names as declared)."""
-
-    model: str = "fplnet"
-    variant: str = ""
-    weights: str = ""
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str = "fp32"
-    engine: str = ""
-    trt_workspace_mb: int = 2048
-    input_width: int = 0
-    input_height: int = 0
-    output_resolution: str = "input"
-    overlay_alpha: float = 0.5
-    publish_labels: bool = True
-    publish_color: bool = True
-    publish_overlay: bool = True
-    input_transport: str = "raw"
-    input_qos: str = "auto"
-    target_rate: float = 10.0
-    diagnostics_period: float = 1.0
-    autostart: bool = True
-
+class _SettingsMethods:
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> NodeSettings:
+    def from_values(cls, values: dict[str, Any]) -> Any:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def pipeline_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in sorted(REBUILD_PARAMS)}
 
-    def pipeline_config(self) -> Any:
-        from seg_ros.inference.pipeline import PipelineConfig
-
+    def pipeline_config(self) -> PipelineConfig:
+        values = {n: getattr(self, n) for n in PIPELINE_PARAMS}
+        values = {n: (None if v == "" else v) for n, v in values.items()}
         size = None
         if self.input_width or self.input_height:
             # One side 0 follows the other (the weights' aspect ratio): `ros2 param set` and
             # `ros2 param load` change one parameter at a time.
             size = (int(self.input_height), int(self.input_width))
-        return PipelineConfig(
-            model=self.model,
-            variant=self.variant or None,
-            weights=self.weights or None,
-            backend=self.backend,
-            device=self.device,
-            precision=self.precision,
-            engine=self.engine or None,
-            trt_workspace_mb=int(self.trt_workspace_mb),
-            input_size=size,
-            output_resolution=self.output_resolution,
-            overlay_alpha=float(self.overlay_alpha),
-        )
+        values["overlay_alpha"] = float(values["overlay_alpha"])
+        return PipelineConfig(**values, input_size=size)
+
+
+# Typed values of all parameters, a field per spec with its default: the table above is the
+# one place a parameter is named.
+NodeSettings = make_dataclass(
+    "NodeSettings",
+    [(s.name, type(s.default), field(default=s.default)) for s in SPECS],
+    bases=(_SettingsMethods,),
+)
+NodeSettings.__doc__ = "Typed values of all parameters (names and defaults from SPECS)."
+
+
+def node_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """PipelineConfig field values (``input_size`` included) as the node's parameters: the
+    inverse of ``NodeSettings.pipeline_config`` for what the tools pass to a node."""
+    params = {}
+    for name, value in values.items():
+        if name == "input_size":
+            params["input_height"], params["input_width"] = (int(v) for v in value)
+        elif name in PIPELINE_PARAMS:
+            params[name] = value
+        else:
+            raise ValueError(f"{name!r} is not a pipeline setting the node has")
+    return params
 
 
 def check_settings(settings: NodeSettings) -> str | None:

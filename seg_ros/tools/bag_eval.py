@@ -21,6 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from seg_ros.tools.options import (
+    add_param_arg,
+    add_pipeline_args,
+    config_from_args,
+    model_from_args,
+    node_params_from_args,
+    param_pairs,
+)
+
 LIVE_COUNTERS = (
     "Frames received",
     "Frames processed",
@@ -40,7 +49,6 @@ NODE_LATENCY = re.compile(r"^Latency (.+) (p\d+|max) \(ms\)$")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.bag.io import DEFAULT_DISTRO, DISTROS, STORAGES
-    from seg_ros.inference.config import BACKENDS, PRECISIONS
 
     p = argparse.ArgumentParser(
         prog="seg-bag-eval",
@@ -51,22 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("bag", type=Path, help="rosbag2 folder (sqlite3 or mcap), or one .db3/.mcap")
     p.add_argument("--mode", default="offline", choices=["offline", "live"], help="(offline)")
     g = p.add_argument_group("model")
-    g.add_argument("--weights", help="seg_ros weights (.safetensors); default: the shipped ones")
-    g.add_argument("--model", help="network (default: the weights' model, else fplnet)")
-    g.add_argument("--variant", help="variant of the model (default: the weights')")
-    g.add_argument("--backend", default="torch", choices=BACKENDS)
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    g.add_argument("--engine", help="ONNX file, OpenVINO IR (.xml) or TensorRT engine")
-    g.add_argument(
-        "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("HEIGHT", "WIDTH"),
-        help="network input size (default: the weights' training size)",
-    )
-    g.add_argument("--threads", type=int, help="CPU threads for inference (offline)")
-    g.add_argument("--overlay-alpha", type=float, default=0.5, help="(0.5)")
+    add_pipeline_args(g)
     g = p.add_argument_group("bag")
     g.add_argument("--image-topic", help="Image or CompressedImage topic (default: the only one)")
     g.add_argument("--label-topic", help="ground truth, mono8 class ids (default: seg-make-bag's)")
@@ -91,13 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--node-running", action="store_true", help="use a running node")
     g.add_argument("--namespace", default="", help="the running node's namespace (/)")
     g.add_argument("--node-name", default="segmentation_node", help="its name, for diagnostics")
-    g.add_argument(
-        "--node-param",
-        action="append",
-        default=[],
-        metavar="NAME:=VALUE",
-        help="extra parameter for the node started here (repeatable)",
-    )
+    add_param_arg(g, "--node-param", text="extra parameter for the node started here")
     g.add_argument("--startup-timeout", type=float, default=120.0, help="seconds (120)")
     g.add_argument(
         "--drain-timeout",
@@ -130,7 +117,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--limit must be at least 1")
     if args.samples < 0:
         raise ValueError("--samples must not be negative")
-    if not 0 <= args.overlay_alpha <= 1:
+    if args.overlay_alpha is not None and not 0 <= args.overlay_alpha <= 1:
         raise ValueError("--overlay-alpha must be in [0, 1]")
     if args.no_labels and args.label_topic:
         raise ValueError("--no-labels and --label-topic contradict each other")
@@ -140,7 +127,7 @@ def check_args(args: argparse.Namespace) -> None:
             for flag, used in (
                 ("--node-running", args.node_running),
                 ("--namespace", args.namespace),
-                ("--node-param", args.node_param),
+                ("--param", args.param),
                 ("--rate-factor", args.rate_factor != 1.0),
             )
             if used
@@ -153,26 +140,12 @@ def check_args(args: argparse.Namespace) -> None:
         if args.threads:
             raise ValueError("--threads applies to --mode offline (the node sets its own)")
         if args.node_running:
-            given = [
-                f for f, v in (("--engine", args.engine), ("--node-param", args.node_param)) if v
-            ]
+            given = [f for f, v in (("--engine", args.engine), ("--param", args.param)) if v]
             if given:
                 raise ValueError(
                     f"{', '.join(given)} configure a node started here, not a running one"
                 )
-        node_param_pairs(args.node_param)
-
-
-def node_param_pairs(items: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for item in items:
-        name, sep, value = item.partition(":=")
-        if not sep or not name:
-            raise ValueError(f"--node-param {item!r} must be NAME:=VALUE")
-        out[name] = yaml.safe_load(value) if value else ""
-    return out
+        param_pairs(args.param)
 
 
 # ---------------------------------------------------------------- the run
@@ -242,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dropped_s = [t for i, t in enumerate(source.times_s) if i not in answered]
         summary["files"] = write_report(
             out_dir, summary, evaluation.records, evaluation.sample_list(), classes.palette,
-            args.overlay_alpha, dropped_s,
+            config_from_args(args).overlay_alpha, dropped_s,
         )  # fmt: skip
     return summary
 
@@ -362,34 +335,11 @@ def choose_image_topic(
 
 
 def build_pipeline(args: argparse.Namespace) -> Any:
-    from seg_ros.inference.pipeline import Pipeline, PipelineConfig
+    from seg_ros.inference.pipeline import Pipeline
 
-    config = PipelineConfig(
-        model=model_name(args),
-        variant=args.variant,
-        weights=args.weights,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        engine=args.engine,
-        input_size=tuple(args.input_size) if args.input_size else None,
-        overlay_alpha=args.overlay_alpha,
-        threads=args.threads,
-    )
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config_from_args(args))
     pipeline.warmup()
     return pipeline
-
-
-def model_name(args: argparse.Namespace) -> str:
-    """--model, else the weights' model (so --weights alone is enough), else fplnet."""
-    if args.model:
-        return args.model
-    if args.weights:
-        from seg_ros.weights import read_metadata
-
-        return read_metadata(args.weights).model
-    return "fplnet"
 
 
 def classes_of_pipeline(pipeline: Any) -> tuple[Any, dict[str, Any]]:
@@ -413,8 +363,9 @@ def classes_for_live(
     from seg_ros.labels import generic_label_set, get_label_set
     from seg_ros.weights import read_metadata
 
-    model = {"model": args.model or "", "variant": args.variant or "", "backend": args.backend,
-             "device": args.device, "precision": args.precision}  # fmt: skip
+    asked = config_from_args(args)
+    model = {"model": args.model or "", "variant": args.variant or "", "backend": asked.backend,
+             "device": asked.device, "precision": asked.precision}  # fmt: skip
     if args.weights:
         meta = read_metadata(args.weights)
         model.update(model=meta.model, variant=meta.variant, weights=args.weights)
@@ -557,24 +508,10 @@ def run_live(
 
     node_params: dict[str, Any] = {}
     if not args.node_running:
-        node_params = {
-            "model": model_name(args),
-            "backend": args.backend,
-            "device": args.device,
-            "precision": args.precision,
-            "overlay_alpha": float(args.overlay_alpha),
-            "output_resolution": "input",  # scored against labels of the frame's size
-            "diagnostics_period": 0.5,
-        }
-        if args.variant:
-            node_params["variant"] = args.variant
-        if args.weights:
-            node_params["weights"] = str(Path(args.weights).resolve())
-        if args.engine:
-            node_params["engine"] = str(Path(args.engine).resolve())
-        if args.input_size:
-            node_params["input_height"], node_params["input_width"] = args.input_size
-        node_params.update(node_param_pairs(args.node_param))
+        node_params = node_params_from_args(args)
+        node_params.setdefault("model", model_from_args(args))
+        node_params.setdefault("output_resolution", "input")  # scored at the frames' size
+        node_params.setdefault("diagnostics_period", 0.5)
     wanted = ("labels", "color", "overlay") if writer is not None else ("labels",)
     recorded = recorded_fps(source.reader.counts[source.image_topic], source.reader.duration_s)
     # The node's diagnostics then warn when it cannot keep up with the replay.

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.compat import zip_strict
-from seg_ros.tools.export import parse_size
+from seg_ros.tools.options import parse_size
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.ros.dds_tuning import PROFILE_VARIABLES
-from seg_ros.tools.export import parse_size
+from seg_ros.tools.options import parse_size
 
 NODE_NAME = "seg_dds_bench_node"
 NAMESPACE = "/dds_bench"

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from seg_ros.tools.options import add_param_arg, add_pipeline_args, node_params_from_args
+
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 BAG_SUFFIXES = {".mcap", ".db3"}
@@ -467,17 +469,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--startup-timeout", type=float, default=120.0)
     node = p.add_argument_group("node parameters (default: config/segmentation.yaml)")
-    for name in ("model", "variant", "weights", "backend", "device", "precision", "engine"):
-        node.add_argument(f"--{name}")
-    node.add_argument("--input-width", type=int)
-    node.add_argument("--input-height", type=int)
-    node.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME:=VALUE",
-        help="any other node parameter",
-    )
+    add_pipeline_args(node, threads=False)
+    add_param_arg(node)
     args = p.parse_args(argv)
     if args.rate <= 0:
         p.error("--rate must be positive")
@@ -485,19 +478,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def node_params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name in ("model", "variant", "weights", "backend", "device", "precision", "engine"):
-        if getattr(args, name):
-            params[name] = getattr(args, name)
-    if args.input_width is not None:
-        params["input_width"] = args.input_width
-    if args.input_height is not None:
-        params["input_height"] = args.input_height
-    for item in args.param:
-        name, sep, value = item.partition(":=")
-        if not sep:
-            raise SystemExit(f"seg-demo: --param {item!r}: use NAME:=VALUE")
-        params[name] = value
+    try:
+        params = node_params_from_args(args)
+    except ValueError as e:
+        raise SystemExit(f"seg-demo: {e}") from None
     if args.transport == "compressed":
         params["input_transport"] = "compressed"
     params.setdefault("target_rate", 0.0)  # the demo's frames arrive as fast as it says

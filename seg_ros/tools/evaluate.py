@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.inference.config import BACKENDS, PRECISIONS
+from seg_ros.tools.options import parse_size
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,10 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--input-size",
-        type=int,
-        nargs=2,
-        metavar=("HEIGHT", "WIDTH"),
-        help="run the network at this size (default: each frame's own); scored at label size",
+        type=parse_size,
+        metavar="HxW",
+        help="run the network at this size, e.g. 180x240 (default: each frame's own; with "
+        "--backend the weights'); scored at label size",
     )
     p.add_argument(
         "--scales", type=float, nargs="+", default=[1.0], help="e.g. 0.5 0.75 1 1.25 1.5 1.75"
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             "dataset": name,
             "split": args.split,
             "frames": frames,
-            "input_size": args.input_size,
+            "input_size": list(args.input_size) if args.input_size else None,
             "scales": args.scales,
             "flip": args.flip,
             "device": str(device),

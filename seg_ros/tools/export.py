@@ -14,15 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must be HEIGHTxWIDTH, e.g. 512x1024: {text!r}"
-        ) from None
-    return h, w
+from seg_ros.tools.options import parse_size
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

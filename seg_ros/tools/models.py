@@ -13,16 +13,7 @@ import sys
 import time
 
 from seg_ros.compat import zip_strict
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x1024, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
+from seg_ros.tools.options import parse_size
 
 
 def time_forward(model: object, size: tuple[int, int], repeat: int) -> float:

@@ -1,6 +1,6 @@
 """What the ROS node costs on top of the bare pipeline, on the same frames.
 
-    python -m seg_ros.tools.node_bench --frames 40 --input-width 480 --input-height 360
+    python -m seg_ros.tools.node_bench --frames 40 --input-size 360x480
 
 1. the bare ``Pipeline`` in this process, frame after frame (labels + colour + overlay);
 2. the same pipeline settings in the segmentation node, in its own process, fed by this
@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from seg_ros.tools.options import add_pipeline_args, node_params_from_args
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="node_bench", description=__doc__.split("\n\n")[0])
@@ -41,12 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--height", type=int, default=480, help="camera frame height (default: %(default)s)"
     )
     p.add_argument("--transport", choices=("raw", "compressed"), default="raw")
-    for name in ("model", "variant", "weights", "backend", "device", "precision"):
-        p.add_argument(f"--{name}")
-    p.add_argument(
-        "--input-width", type=int, default=0, help="network input width (0: the weights')"
-    )
-    p.add_argument("--input-height", type=int, default=0)
+    add_pipeline_args(p, engine=False, threads=False)
     p.add_argument("--threads", type=int, default=1, help="torch threads, both (default: 1)")
     p.add_argument("--block", type=int, default=5, help="frames per alternating block")
     p.add_argument(
@@ -81,11 +78,7 @@ def _stats(latencies_ms: list[float]) -> dict[str, float]:
 
 def _node_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"target_rate": 0.0, "input_qos": "reliable"}
-    for name in ("model", "variant", "weights", "backend", "device", "precision"):
-        if getattr(args, name):
-            params[name] = getattr(args, name)
-    if args.input_width and args.input_height:
-        params["input_width"], params["input_height"] = args.input_width, args.input_height
+    params.update(node_params_from_args(args))
     if args.transport == "compressed":
         params["input_transport"] = "compressed"
     return params

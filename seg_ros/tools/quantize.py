@@ -23,7 +23,7 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.inference.quantize import DEFAULT_MAX_DROP
-    from seg_ros.tools.export import parse_size
+    from seg_ros.tools.options import parse_size
 
     p = argparse.ArgumentParser(prog="seg-quantize", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
