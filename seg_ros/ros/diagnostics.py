@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from seg_ros.ros.stats import LATENCY_STAGES, LatencyWindow, latency_key
+from seg_ros.ros.contract import (
+    LATENCY_STAGES,
+    LATENCY_STATISTICS,
+    NOT_AVAILABLE,
+    OUTPUT_FREQUENCY,
+    latency_key,
+)
+from seg_ros.ros.stats import LatencyWindow
 
 OK, WARN, ERROR, STALE = (
     DiagnosticStatus.OK,
@@ -71,8 +78,8 @@ def latency_values(latency: LatencyWindow) -> list[tuple[str, str]]:
     out = []
     for stage, label in LATENCY_STAGES:
         p = latency.percentiles(stage)
-        for key in ("p50", "p90", "p99", "max"):
-            out.append((latency_key(label, key), "n/a" if p is None else f"{p[key]:.2f}"))
+        for key in LATENCY_STATISTICS:
+            out.append((latency_key(label, key), NOT_AVAILABLE if p is None else f"{p[key]:.2f}"))
     return out
 
 
@@ -83,7 +90,7 @@ def frequency_values(
         ("Events in window", str(in_window)),
         ("Events since startup", str(total)),
         ("Duration of window (s)", f"{window:.2f}"),
-        ("Actual frequency (Hz)", f"{rate:.3f}"),
+        (OUTPUT_FREQUENCY, f"{rate:.3f}"),
     ]
     if target > 0:
         values += [

@@ -38,7 +38,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from seg_ros.image_codec import ImageCodecError
 from seg_ros.inference.pipeline import Pipeline, PipelineError, Staged
-from seg_ros.ros import diagnostics
+from seg_ros.ros import contract, diagnostics
 from seg_ros.ros.contract import (
     COMPRESSED_INPUT_TOPIC,
     DIAGNOSTICS_TOPIC,
@@ -714,31 +714,31 @@ class SegmentationNode(LifecycleNode):
             out_rate, in_window, window, self._out_rate.total, s.target_rate
         )
         values += [
-            ("Input frequency (Hz)", f"{in_rate:.3f}"),
-            ("Lifecycle state", self._lifecycle),
-            ("Input topic", self.resolve_topic_name(self._input_topic())),
-            ("Input QoS", self._describe_input_qos()),
-            ("Frames received", str(received)),
-            ("Frames processed", str(processed)),
-            ("Frames dropped", str(dropped)),
-            ("Frames skipped (no subscribers)", str(idle)),
-            ("Bad inputs", str(bad)),
-            ("Last bad input", last_bad or "none"),
-            ("Inference errors", str(errors)),
-            ("Subscribers", str(subscribers)),
+            (contract.INPUT_FREQUENCY, f"{in_rate:.3f}"),
+            (contract.LIFECYCLE_STATE, self._lifecycle),
+            (contract.INPUT_TOPIC_KEY, self.resolve_topic_name(self._input_topic())),
+            (contract.INPUT_QOS_KEY, self._describe_input_qos()),
+            (contract.FRAMES_RECEIVED, str(received)),
+            (contract.FRAMES_PROCESSED, str(processed)),
+            (contract.FRAMES_DROPPED, str(dropped)),
+            (contract.FRAMES_IDLE, str(idle)),
+            (contract.BAD_INPUTS, str(bad)),
+            (contract.LAST_BAD_INPUT, last_bad or "none"),
+            (contract.INFERENCE_ERRORS, str(errors)),
+            (contract.SUBSCRIBERS, str(subscribers)),
         ]
         values += diagnostics.latency_values(self._latency)
         if pipeline is not None:
             # Model, Variant, Backend, Device, Precision, Input size (h x w), Weights, ...
             for key, value in pipeline.describe().items():
-                values.append((key.replace("_", " ").capitalize(), str(value)))
+                values.append((contract.describe_key(key), str(value)))
         else:
-            values.append(("Model", "none"))
+            values.append((contract.describe_key("model"), contract.NO_MODEL))
         with self._build_cond:
             building = self._building
         values += [
-            ("Building", self._describe_settings(building) if building else "no"),
-            ("Last error", load_error or (swap[0] if swap else "none")),
+            (contract.BUILDING, self._describe_settings(building) if building else "no"),
+            (contract.LAST_ERROR, load_error or (swap[0] if swap else "none")),
         ]
         return diagnostics.make_status(self.status_name, s.device, level, message, values)
 

@@ -16,24 +16,6 @@ import numpy as np
 from seg_ros.compat import zip_strict
 
 PERCENTILES = (50, 90, 99)
-# The node's LatencyWindow stages and their labels in the diagnostics: the node's own work
-# around the pipeline's three stages, decode (message -> array) and publish (arrays ->
-# messages -> DDS), then the end-to-end spans.
-LATENCY_STAGES = (
-    ("decode", "decode"),
-    ("preprocess", "preprocess"),
-    ("inference", "inference"),
-    ("postprocess", "postprocess"),
-    ("publish", "publish"),
-    ("receipt_to_publish", "receipt to publish"),
-    ("stamp_to_publish", "stamp to publish"),
-)
-LATENCY_LABELS = tuple(label for _, label in LATENCY_STAGES)
-
-
-def latency_key(label: str, statistic: str) -> str:
-    """The diagnostics key of one latency figure: ``statistic`` is p50, p90, p99 or max."""
-    return f"Latency {label} {statistic} (ms)"
 
 
 class RateMeter:

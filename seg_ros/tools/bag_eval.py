@@ -15,7 +15,6 @@ latency.png, iou.png, samples.png) goes to --out.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,22 +28,6 @@ from seg_ros.tools.options import (
     node_params_from_args,
     param_pairs,
 )
-
-LIVE_COUNTERS = (
-    "Frames received",
-    "Frames processed",
-    "Frames dropped",
-    "Frames skipped (no subscribers)",
-    "Bad inputs",
-    "Inference errors",
-    "Actual frequency (Hz)",
-)
-# What the node's diagnostics say it serves (Pipeline.describe() keys, capitalised).
-NODE_MODEL_KEYS = (
-    "Model", "Variant", "Backend", "Device", "Precision", "Input size", "Weights", "Random init",
-    "Dataset", "Num classes",
-)  # fmt: skip
-NODE_LATENCY = re.compile(r"^Latency (.+) (p\d+|max) \(ms\)$")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -505,6 +488,7 @@ def run_live(
     from seg_ros.bag.io import COMPRESSED, BagError, decode_frame
     from seg_ros.image_codec import decode_image_msg
     from seg_ros.ros.bag_replay import ReplayFrame, ReplayOptions, replay
+    from seg_ros.ros.contract import NodeStatus
 
     node_params: dict[str, Any] = {}
     if not args.node_running:
@@ -573,10 +557,11 @@ def run_live(
 
     stats = replay(frames(), options, on_output)
     diagnostics = stats.diagnostics or {}
-    node_classes = diagnostics.get("Num classes")
+    status = NodeStatus(diagnostics)
+    node_classes = status.model.get("num_classes")
     if node_classes and node_classes.isdigit() and int(node_classes) != classes.num_classes:
         raise BagError(
-            f"the node predicts {node_classes} classes ({diagnostics.get('Dataset', '?')}), but "
+            f"the node predicts {node_classes} classes ({status.model.get('dataset', '?')}), but "
             f"the evaluation assumed {classes.num_classes}; pass the node's --weights"
         )
     received = stats.received
@@ -618,28 +603,12 @@ def run_live(
             "late_outputs": stats.late,
             "node_log": stats.node_log,
             "node_exit_code": stats.node_exit_code,
-            "node_latency_ms": node_latency(diagnostics),
-            "node_counters": {k: diagnostics[k] for k in LIVE_COUNTERS if k in diagnostics},
+            "node_latency_ms": status.latencies(),
+            "node_counters": status.counters,
             "node_diagnostics": diagnostics,
         },
-        "model_from_node": {
-            k.lower().replace(" ", "_"): v for k, v in diagnostics.items() if k in NODE_MODEL_KEYS
-        },
+        "model_from_node": status.model,
     }
-
-
-def node_latency(diagnostics: dict[str, str]) -> dict[str, dict[str, float]]:
-    """'Latency inference p50 (ms)': '12.3' ... -> {"inference": {"p50": 12.3, ...}}."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in diagnostics.items():
-        match = NODE_LATENCY.match(key)
-        if match:
-            try:
-                number = float(value)
-            except ValueError:
-                continue  # "n/a": no sample yet
-            out.setdefault(match.group(1).replace(" ", "_"), {})[match.group(2)] = number
-    return out
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -95,7 +95,15 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     from sensor_msgs.msg import Image
 
     from seg_ros.ros.background_node import BackgroundNode
-    from seg_ros.ros.contract import node_fqn, output_topic, status_name
+    from seg_ros.ros.contract import (
+        FRAMES_PROCESSED,
+        FRAMES_RECEIVED,
+        INPUT_QOS_KEY,
+        LIFECYCLE_STATE,
+        node_fqn,
+        output_topic,
+        status_name,
+    )
 
     tuned = [v for v in (*PROFILE_VARIABLES, "FASTDDS_BUILTIN_TRANSPORTS") if os.environ.get(v)]
     if tuned and not spec.get("camera_profile"):
@@ -135,13 +143,13 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
             outputs_up = all(
                 node.count_publishers(f"{ns}/{output_topic(n)}") for n in spec["outputs"]
             )
-            if matched and outputs_up and diagnostics.get("Lifecycle state") == "active":
+            if matched and outputs_up and diagnostics.get(LIFECYCLE_STATE) == "active":
                 break
             time.sleep(0.1)
         else:
             return {"error": "the node did not come up (no match or no active diagnostics)"}
         time.sleep(2.0)  # auto input QoS re-checks publishers once a second
-        before = int(diagnostics.get("Frames received", "0"))
+        before = int(diagnostics.get(FRAMES_RECEIVED, "0"))
         h, w = spec["size"]
         msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
         msg.data = np.random.default_rng(0).integers(0, 256, h * w * 3, np.uint8).tobytes()
@@ -154,12 +162,12 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
             sent += 1
             time.sleep(max(0.0, start + sent / spec["rate"] - time.monotonic()))
         time.sleep(3.0)  # the last frames' outputs and one more diagnostics message
-        received = int(diagnostics.get("Frames received", "0")) - before
+        received = int(diagnostics.get(FRAMES_RECEIVED, "0")) - before
         return {
             "sent": sent,
             "node_received": received,
-            "processed": diagnostics.get("Frames processed"),
-            "input_qos": diagnostics.get("Input QoS"),
+            "processed": diagnostics.get(FRAMES_PROCESSED),
+            "input_qos": diagnostics.get(INPUT_QOS_KEY),
             "outputs": {name: len(ids) for name, ids in got.items()},
         }
     finally:

@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = _dds_defaults()
     from seg_ros.paths import find_data
     from seg_ros.ros.client import SegmentationClient
-    from seg_ros.ros.contract import node_fqn, status_name
+    from seg_ros.ros.contract import FRAMES_PROCESSED, NodeStatus, node_fqn, status_name
     from seg_ros.ros.node_process import NodeProcess, node_command
 
     out = Path(args.output)
@@ -577,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         # The node's next diagnostics count every frame segmented above.
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and node.alive():
-            if int(client.diagnostics.get("Frames processed", -1)) >= len(latencies):
+            processed = NodeStatus(client.diagnostics).number(FRAMES_PROCESSED)
+            if processed is not None and processed >= len(latencies):
                 break
             time.sleep(0.1)
         diag = dict(client.diagnostics)
@@ -634,31 +635,39 @@ def _summary(
     writer: PngWriter,
     out: Path,
 ) -> None:
-    from seg_ros.ros.stats import LATENCY_LABELS, latency_key
+    from seg_ros.ros.contract import (
+        BAD_INPUTS,
+        FRAMES_DROPPED,
+        LATENCY_LABELS,
+        LATENCY_STATISTICS,
+        NodeStatus,
+    )
 
+    status = NodeStatus(diag)
+    model = status.model
     source = args.input or f"synthetic street {args.width}x{args.height}"
     segmented = len(latencies)
     print()
     print("seg-demo summary")
     print(f"  input      {source}, {published} frames at {published / max(seconds, 1e-9):.1f} Hz")
-    if diag:
+    if model:
+        weights = "RANDOM (labels meaningless)" if status.random_weights else model.get("weights")
         print(
-            f"  model      {diag.get('Model', '?')}/{diag.get('Variant', '?')} on "
-            f"{diag.get('Backend', '?')} {diag.get('Device', '?')} {diag.get('Precision', '?')}, "
-            f"network input {diag.get('Input size', '?')} (h x w), weights "
-            f"{'RANDOM (labels meaningless)' if diag.get('Random init') == 'true' else diag.get('Weights', '?')}"  # noqa: E501
+            f"  model      {model.get('model')}/{model.get('variant')} on "
+            f"{model.get('backend')} {model.get('device')} {model.get('precision')}, "
+            f"network input {model.get('input_size')} (h x w), weights {weights}"
         )
     rate = segmented / max(seconds, 1e-9)
     print(
         f"  frames     {segmented} segmented ({rate:.1f} Hz), "
-        f"{diag.get('Frames dropped', '?')} dropped by the latest-frame policy, "
-        f"{diag.get('Bad inputs', '?')} bad"
+        f"{status.text(FRAMES_DROPPED)} dropped by the latest-frame policy, "
+        f"{status.text(BAD_INPUTS)} bad"
     )
-    print(f"  latency ms {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+    print("  latency ms " + " ".join(f"{s:>8}" for s in LATENCY_STATISTICS))
     for stage in LATENCY_LABELS:
-        keys = [latency_key(stage, p) for p in ("p50", "p90", "p99", "max")]
-        if all(k in diag and diag[k] != "n/a" for k in keys):
-            print(f"  {stage:<22}" + " ".join(f"{float(diag[k]):8.1f}" for k in keys))
+        figures = status.latency(stage)
+        if figures is not None:
+            print(f"  {stage:<22}" + " ".join(f"{figures[s]:8.1f}" for s in LATENCY_STATISTICS))
     print(f"  {'stamp to result (demo)':<22}{_percentiles(latencies)}")
     print(f"  outputs    {writer.written} frames x {{labels,color,overlay}} PNGs in {out}/")
     if segmented == 0:

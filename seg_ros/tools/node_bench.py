@@ -143,8 +143,8 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
     import torch
 
     from seg_ros.inference.pipeline import Pipeline
+    from seg_ros.ros.contract import FRAMES_DROPPED, LATENCY_LABELS, NodeStatus
     from seg_ros.ros.parameters import NodeSettings
-    from seg_ros.ros.stats import LATENCY_LABELS, latency_key
 
     torch.set_num_threads(args.threads)
     node = NodeRunner(args, Path("out") / "node_bench_node.log")
@@ -181,12 +181,10 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
     out: dict[str, Any] = {name: _stats(v) for name, v in results.items()}
     paired = np.asarray(results["node"]) - np.asarray(results["bare"])
     out["paired_median_extra_ms"] = float(np.median(paired))
-    out["node_stages_p50_ms"] = {
-        stage: float(diag[key])
-        for stage in LATENCY_LABELS
-        if diag.get(key := latency_key(stage, "p50"), "n/a") != "n/a"
-    }
-    out["dropped"] = diag.get("Frames dropped", "?")
+    status = NodeStatus(diag)
+    figures = {stage: status.latency(stage) for stage in LATENCY_LABELS}
+    out["node_stages_p50_ms"] = {s: f["p50"] for s, f in figures.items() if f is not None}
+    out["dropped"] = status.text(FRAMES_DROPPED)
     if stream is not None:
         out["stream"] = stream
     return out
