@@ -24,13 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.ros.contract import (
-    DIAGNOSTICS_TOPIC,
-    OUTPUT_NAMES,
-    node_fqn,
-    output_topic,
-    status_name,
-)
+from seg_ros.ros.client import Result
+from seg_ros.ros.contract import OUTPUT_NAMES, node_fqn, status_name
 from seg_ros.ros.node_process import NodeProcess, node_command, node_environment
 
 WARMUP_RESEND_S = 2.0
@@ -138,93 +133,30 @@ def to_ros_message(frame: ReplayFrame) -> Any:
     return msg
 
 
-def _stamp(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 class _Session:
-    """The replayer's rclpy node: one publisher, the output subscriptions, /diagnostics."""
+    """The replay's side of the node: the one client (publisher with a camera driver's QoS,
+    output subscriptions, status), with each complete frame's outputs queued in arrival order
+    and the warm-up frames' stamps, whose outputs are not results."""
 
     def __init__(self, options: ReplayOptions, namespace: str, compressed: bool) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import (
-            DurabilityPolicy,
-            HistoryPolicy,
-            QoSProfile,
-            ReliabilityPolicy,
-            qos_profile_sensor_data,
-        )
-        from sensor_msgs.msg import CompressedImage, Image
+        from seg_ros.ros.client import SegmentationClient
 
-        from seg_ros.ros.background_node import BackgroundNode
-
-        self.options = options
-        self._ros = BackgroundNode(f"seg_bag_replay_{os.getpid()}", namespace)
-        self.node = self._ros.node
-        topic = "image/compressed" if compressed else "image"
-        # What a camera driver offers: sensor data QoS.
-        self.publisher = self.node.create_publisher(
-            CompressedImage if compressed else Image, topic, qos_profile_sensor_data
-        )
-        keep = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=100,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.VOLATILE,
-        )
-        self.lock = threading.Lock()
-        self.incoming: dict[int, dict[str, Any]] = {}
-        self.arrival: dict[int, int] = {}
-        self.complete: queue.Queue[int | None] = queue.Queue()
-        self.warm: set[int] = set()  # stamps of warm-up frames: their outputs are not results
-        self.subscriptions = {
-            name: self.node.create_subscription(
-                Image, output_topic(name), self._receiver(name), keep
-            )
-            for name in options.outputs
-        }
-        self.status_names = {status_name(node_fqn(namespace, options.node_name))}
-        self.diagnostics: tuple[int, dict[str, str]] | None = None
-        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
-        self._ros.start("seg_bag_replay")
-
-    def _receiver(self, name: str) -> Callable[[Any], None]:
-        def receive(msg: Any) -> None:
-            now = time.time_ns()  # first thing: the arrival time is the measurement
-            stamp = _stamp(msg)
-            with self.lock:
-                got = self.incoming.setdefault(stamp, {})
-                got[name] = msg
-                if name == "labels":
-                    self.arrival[stamp] = now
-                done = len(got) == len(self.options.outputs)
-            if done:
-                self.complete.put(stamp)
-
-        return receive
-
-    def _on_diagnostics(self, msg: Any) -> None:
-        for status in msg.status:
-            if status.name in self.status_names:
-                values = {kv.key: kv.value for kv in status.values}
-                self.diagnostics = (time.monotonic_ns(), values)
-
-    def take(self, stamp: int) -> tuple[dict[str, Any], int]:
-        with self.lock:
-            return self.incoming.pop(stamp), self.arrival.pop(stamp)
-
-    def discard(self, stamp: int) -> None:
-        with self.lock:
-            self.incoming.pop(stamp, None)
-            self.arrival.pop(stamp, None)
-
-    def matched(self) -> bool:
-        return self.publisher.get_subscription_count() > 0 and all(
-            s.get_publisher_count() > 0 for s in self.subscriptions.values()
+        self.complete: queue.Queue[Result | None] = queue.Queue()
+        self.warm: set[int] = set()
+        self.client = SegmentationClient(
+            namespace=namespace,
+            node_name=f"seg_bag_replay_{os.getpid()}",
+            outputs=options.outputs,
+            transport="compressed" if compressed else "raw",
+            on_result=self.complete.put,
+            diagnostics_name=status_name(node_fqn(namespace, options.node_name)),
+            input_qos="sensor_data",  # what a camera driver offers
+            output_depth=100,
+            decode=False,  # the caller decodes what it needs
         )
 
     def close(self) -> None:
-        self._ros.close()
+        self.client.close()
 
 
 def replay(
@@ -290,17 +222,13 @@ def _wait_ready(
     """Until the node subscribes to the input, its outputs reach us, and one frame has made
     the round trip (model loaded, transports connected): startup is not what is measured."""
     deadline = time.monotonic() + options.startup_timeout
-    while not session.matched():
+    client = session.client
+    while not client.ready():
         _check_node(node, "during startup")
         if time.monotonic() > deadline:
             raise ReplayError(
-                f"no segmentation node answered on {session.publisher.topic_name} within "
-                f"{options.startup_timeout:.0f} s (subscribers: "
-                f"{session.publisher.get_subscription_count()}; output publishers: "
-                + ", ".join(
-                    f"{n} {s.get_publisher_count()}" for n, s in session.subscriptions.items()
-                )
-                + ")"
+                f"no segmentation node answered on {client.publisher.topic_name} within "
+                f"{options.startup_timeout:.0f} s ({client.describe_matching()})"
                 + (
                     f"; the end of its log ({node.log_path}):\n{node.tail()}"
                     if node is not None
@@ -314,18 +242,16 @@ def _wait_ready(
     next_send = 0.0
     while True:
         try:
-            stamp = session.complete.get(timeout=0.05)
+            result = session.complete.get(timeout=0.05)
         except queue.Empty:
-            stamp = None
-        if stamp is not None:
-            session.discard(stamp)
-            if stamp in warm:
-                return
+            result = None
+        if result is not None and result.stamp_ns in warm:
+            return
         _check_node(node, "during startup")
         now = time.monotonic()
         if now > deadline:
             raise ReplayError(
-                f"the segmentation node on {session.publisher.topic_name} sent no outputs for "
+                f"the segmentation node on {client.publisher.topic_name} sent no outputs for "
                 f"{stats.warmup_frames} warm-up frame(s) within {options.startup_timeout:.0f} s"
                 + (f"; the end of its log ({node.log_path}):\n{node.tail()}" if node else "")
             )
@@ -333,7 +259,7 @@ def _wait_ready(
             stamp_now = time.time_ns()
             _set_stamp(msg, stamp_now)
             warm.add(stamp_now)
-            session.publisher.publish(msg)
+            client.publish_msg(msg)
             stats.warmup_frames += 1
             next_send = now + WARMUP_RESEND_S
 
@@ -360,10 +286,11 @@ def _run(
 
     def consume() -> None:
         while True:
-            stamp = session.complete.get()
-            if stamp is None:
+            result = session.complete.get()
+            if result is None:
                 return
-            messages, arrived = session.take(stamp)
+            stamp, messages = result.stamp_ns, result.outputs
+            arrived = result.arrival_ns["labels"]
             with sent_lock:
                 entry = sent.pop(stamp, None)
             last_activity[0] = time.monotonic_ns()
@@ -403,7 +330,7 @@ def _run(
             with sent_lock:
                 sent[stamp] = (frame, time.monotonic_ns())
                 _expire(sent, drain_ns)
-            session.publisher.publish(msg)
+            session.client.publish_msg(msg)
             stats.sent += 1
             last_send = time.monotonic()
             first_send = first_send or last_send
@@ -448,10 +375,10 @@ def _final_diagnostics(session: _Session, options: ReplayOptions, stats: ReplayS
     after = time.monotonic_ns()
     period = float(options.node_params.get("diagnostics_period", 1.0))
     deadline = time.monotonic() + max(3.0, 2.5 * period)
+    client = session.client
     while time.monotonic() < deadline:
-        d = session.diagnostics
-        if d is not None and d[0] > after:
+        if (client.diagnostics_received_ns or 0) > after:
             break
         time.sleep(0.05)
-    if session.diagnostics is not None:
-        stats.diagnostics = session.diagnostics[1]
+    if client.diagnostics_received_ns is not None:
+        stats.diagnostics = dict(client.diagnostics)

@@ -1,8 +1,9 @@
-"""The other side of the segmentation node: publish frames to it, collect its results.
+"""The other side of the segmentation node: publish frames to it, collect its results and
+its status. The one client of the node: seg-demo, seg-bag-eval's live replay and the node
+benchmarks act as camera and consumer through it.
 
-What seg-demo and the node benchmark use to act as a camera and a consumer. Results are
-grouped by the frame's header (frame_id and stamp, which the node copies to every output), so
-a frame's labels, colour mask and overlay arrive together in one ``Result``.
+Results are grouped by the frame's header (frame_id and stamp, which the node copies to every
+output), so a frame's labels, colour mask and overlay arrive together in one ``Result``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.ros.contract import COMPRESSED_INPUT_TOPIC, INPUT_TOPIC, OUTPUT_NAMES, output_topic
+from seg_ros.ros.contract import (
+    COMPRESSED_INPUT_TOPIC,
+    DIAGNOSTICS_TOPIC,
+    INPUT_TOPIC,
+    OUTPUT_NAMES,
+    output_topic,
+)
 
 
 @dataclass
@@ -23,7 +30,10 @@ class Result:
     frame_id: str
     stamp_ns: int  # the input frame's header stamp
     received_ns: int  # this node's clock when the last output of the frame arrived
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxW(x3) uint8
+    # name -> HxW(x3) uint8 array (decode=True) or the sensor_msgs/Image itself
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # name -> wall clock (time.time_ns()) when that output arrived, read first thing
+    arrival_ns: dict[str, int] = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> float:
@@ -43,46 +53,62 @@ class SegmentationClient:
         compressed_format: str = "jpeg",
         on_result: Callable[[Result], None] | None = None,
         diagnostics_name: str | None = None,
+        input_qos: str = "reliable",
+        output_depth: int = 10,
+        decode: bool = True,
     ) -> None:
+        """``input_qos``: ``reliable`` (nothing lost on the way; a best-effort node input still
+        matches) or ``sensor_data`` (what a camera driver offers: the replay of a recording).
+        ``output_depth``: outputs kept per topic while a callback runs. ``decode``: results
+        hold arrays (True) or the output messages themselves."""
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
 
         from seg_ros.ros.background_node import BackgroundNode
         from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
+        if input_qos not in ("reliable", "sensor_data"):
+            raise ValueError(f"input_qos must be 'reliable' or 'sensor_data', not {input_qos!r}")
         self.outputs = outputs
         self.transport, self.compressed_format = transport, compressed_format
         self.on_result = on_result
         self.diagnostics_name = diagnostics_name
+        self.decode = decode
         self._pending: dict[tuple[str, int], Result] = {}
         self._lock = threading.Lock()
         self.results = 0
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_level: bytes | None = None
         self.diagnostics_message = ""
+        self.diagnostics_received_ns: int | None = None  # monotonic clock of the last status
         apply_fastdds_profile()  # our input frames are large reliable samples too
         self._ros = BackgroundNode(node_name, namespace)
         self.node = self._ros.node
-        # Reliable: a best-effort node input still matches, and nothing is lost on the way.
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
-        )
+        qos = qos_profile_sensor_data
+        if input_qos == "reliable":
+            qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
+            )
         if transport == "compressed":
             self.publisher = self.node.create_publisher(
                 CompressedImage, COMPRESSED_INPUT_TOPIC, qos
             )
         else:
             self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, qos)
-        out_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._subscriptions = [
-            self.node.create_subscription(
+        out_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=output_depth,
+            reliability=ReliabilityPolicy.RELIABLE,
+        )
+        self.subscriptions = {
+            name: self.node.create_subscription(
                 Image, output_topic(name), lambda m, n=name: self._on_output(n, m), out_qos
             )
             for name in outputs
-        ]
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self._ros.start("seg_client")
+        }
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
+        self._ros.start(node_name)
 
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
@@ -103,11 +129,22 @@ class SegmentationClient:
         self.publisher.publish(msg)
         return stamp.nanoseconds
 
+    def publish_msg(self, msg: Any) -> None:
+        """Publish a ready Image / CompressedImage (its header set by the caller)."""
+        self.publisher.publish(msg)
+
     def ready(self) -> bool:
         """The node subscribes to our frames and publishes every output we listen to."""
         if self.publisher.get_subscription_count() == 0:
             return False
-        return all(s.get_publisher_count() > 0 for s in self._subscriptions)
+        return all(s.get_publisher_count() > 0 for s in self.subscriptions.values())
+
+    def describe_matching(self) -> str:
+        """Who is matched, for an error message: subscribers of our input, output publishers."""
+        outputs = ", ".join(f"{n} {s.get_publisher_count()}" for n, s in self.subscriptions.items())
+        return (
+            f"subscribers: {self.publisher.get_subscription_count()}; output publishers: {outputs}"
+        )
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
         deadline = time.monotonic() + timeout
@@ -118,16 +155,20 @@ class SegmentationClient:
         return False
 
     def _on_output(self, name: str, msg: Any) -> None:
-        from seg_ros.image_codec import decode_image_msg
-
+        arrived = time.time_ns()  # first thing: the arrival time is the measurement
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         key = (msg.header.frame_id, stamp)
-        array = decode_image_msg(msg).array
-        if array.ndim == 3 and not array.flags.c_contiguous:
-            array = np.ascontiguousarray(array)
+        value = msg
+        if self.decode:
+            from seg_ros.image_codec import decode_image_msg
+
+            value = decode_image_msg(msg).array
+            if value.ndim == 3 and not value.flags.c_contiguous:
+                value = np.ascontiguousarray(value)
         with self._lock:
             result = self._pending.setdefault(key, Result(key[0], stamp, 0))
-            result.outputs[name] = array
+            result.outputs[name] = value
+            result.arrival_ns[name] = arrived
             if len(result.outputs) < len(self.outputs):
                 if len(self._pending) > 64:  # outputs of frames whose siblings never came
                     self._pending.pop(next(iter(self._pending)))
@@ -144,6 +185,7 @@ class SegmentationClient:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
                 self.diagnostics_level = status.level
                 self.diagnostics_message = status.message
+                self.diagnostics_received_ns = time.monotonic_ns()
 
     def close(self) -> None:
         self._ros.close(join_timeout=5)
