@@ -91,10 +91,15 @@ def test_label_relaxation_by_hand() -> None:
 def test_label_relaxation_is_cross_entropy_away_from_borders() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 4, 10, 12)
+    # One class per image (no borders inside an image), two classes in the batch: so the
+    # class weights change the mean, and a loss that ignored them would fail here.
+    x[1] *= 4  # confident, mostly wrong logits on image 1: the two classes' losses differ
     target = torch.full((2, 10, 12), 2)
+    target[1] = 0
     target[:, :2] = 255
-    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    w = torch.tensor([1.0, 2.0, 0.25, 3.0])
     ce = CrossEntropy(w)(x, target)
+    assert ce.item() != pytest.approx(CrossEntropy()(x, target).item(), rel=1e-3)
     relaxed = LabelRelaxation(weight=w)(x, target)
     assert relaxed.item() == pytest.approx(ce.item(), rel=1e-6)
     # and with OHEM it reduces to OHEM-CE

@@ -47,20 +47,33 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def node(ros_probe, weights, tmp_path_factory) -> NodeUnderTest:
+def _started_node(ros_probe, weights, folder, name: str) -> NodeUnderTest:
     params = {"weights": weights["full"], "target_rate": 0.0, "diagnostics_period": 0.5}
-    n = NodeUnderTest(
-        ros_probe,
-        "seg_test_main",
-        params,
-        tmp_path_factory.mktemp("main_node"),
-        namespace=f"/seg_test_{os.getpid()}",
-    )
+    n = NodeUnderTest(ros_probe, name, params, folder, namespace=f"/{name}_{os.getpid()}")
     n.wait_active()
-    yield n
+    return n
+
+
+def _closed_cleanly(n: NodeUnderTest) -> None:
     code = n.close()
     assert code == 0, f"the node did not exit cleanly ({code}):\n{n.process.log()[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def node(ros_probe, weights, tmp_path_factory) -> NodeUnderTest:
+    """Shared by the tests that leave its settings as they found them."""
+    n = _started_node(ros_probe, weights, tmp_path_factory.mktemp("main_node"), "seg_test_main")
+    yield n
+    _closed_cleanly(n)
+
+
+@pytest.fixture
+def swap_node(ros_probe, weights, tmp_path) -> NodeUnderTest:
+    """A node of its own for each test that switches models: no test sees another's switch,
+    whatever the order they run in."""
+    n = _started_node(ros_probe, weights, tmp_path, "seg_test_swap")
+    yield n
+    _closed_cleanly(n)
 
 
 def check_outputs(
@@ -387,7 +400,8 @@ def test_diagnostics_keys_and_levels(node) -> None:
 # ---------------------------------------------------------------- run-time model switches
 
 
-def test_model_hot_swap_while_frames_flow(node, weights) -> None:
+def test_model_hot_swap_while_frames_flow(swap_node, weights) -> None:
+    node = swap_node
     probe = node.probe
     with Streamer(node.image_pub, scene(H, W, seed=7), rate=10.0, prefix="swap_"):
         node.outputs["labels"].wait(1)
@@ -425,9 +439,10 @@ def test_model_hot_swap_while_frames_flow(node, weights) -> None:
     assert "pipeline switch failed" not in node.process.log()
 
 
-def test_failed_switch_keeps_serving_and_reverts(node, weights) -> None:
+def test_failed_switch_keeps_serving_and_reverts(swap_node, weights) -> None:
     from diagnostic_msgs.msg import DiagnosticStatus
 
+    node = swap_node
     probe = node.probe
     with Streamer(node.image_pub, scene(H, W), rate=8.0, prefix="fail_"):
         # The header is fine, so the parameter is accepted; the build then fails.

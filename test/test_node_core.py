@@ -121,3 +121,69 @@ def _weights(tmp_path):
     from weights_helpers import make_weights
 
     return make_weights(tmp_path / "w.safetensors")
+
+
+# ---------------------------------------------------------------- the node's parts, no DDS
+
+
+def test_latest_frame_slot_keeps_the_newest_and_counts_the_rest() -> None:
+    import threading
+
+    from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
+
+    slot = LatestFrameSlot()
+    assert slot.take(timeout=0.01) is None  # nothing yet: the worker waits, then gives up
+    for i in range(3):
+        slot.put(Frame(msg=i, received_ns=i))
+    assert slot.take(timeout=0).msg == 2 and slot.counts() == (3, 2)
+    # A waiting worker wakes for the next frame, and for close().
+    got = []
+    worker = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+    worker.start()
+    slot.put(Frame(msg="late", received_ns=9))
+    worker.join(5)
+    assert got[0].msg == "late"
+    slot.put(Frame(msg="left", received_ns=10))
+    slot.close()
+    assert slot.take(timeout=5) is None and slot.counts() == (5, 3) and slot.closed
+    slot.reopen()
+    slot.put(Frame(msg="again", received_ns=11))
+    assert slot.take(timeout=0).msg == "again"
+
+
+def test_latency_window_percentiles() -> None:
+    from seg_ros.ros.stats import LatencyWindow
+
+    window = LatencyWindow(size=4)
+    assert window.percentiles("inference") is None
+    for ms in (100.0, 1.0, 2.0, 3.0, 4.0):  # the oldest falls out of a window of 4
+        window.add("inference", ms)
+    p = window.percentiles("inference")
+    assert p["max"] == 4.0 and p["p50"] == pytest.approx(2.5)
+    window.reset()
+    assert window.percentiles("inference") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "level", "words"),
+    [
+        ({"load_error": "weights not found"}, "ERROR", "no model: weights not found"),
+        ({"lifecycle": "inactive"}, "STALE", "inactive"),
+        ({"seconds_since_input": None}, "STALE", "no image received yet"),
+        ({"seconds_since_input": 9.0}, "STALE", "no input for 9.0 s"),
+        ({"swap_error": "bad file"}, "WARN", "still serving the previous one: bad file"),
+        ({"subscribers": 0}, "OK", "idle"),
+        ({"output_rate": 5.0}, "WARN", "below target 10 Hz"),
+        ({}, "OK", "running at 9.50 Hz"),
+    ],
+)
+def test_health_is_assessed_worst_first(change, level, words) -> None:
+    from seg_ros.ros import diagnostics
+
+    base = dict(
+        lifecycle="active", load_error=None, swap_error=None, random_weights=False,
+        seconds_since_input=0.1, stale_after=2.0, subscribers=1, output_rate=9.5,
+        target_rate=10.0,
+    )  # fmt: skip
+    got_level, message = diagnostics.assess(diagnostics.Health(**{**base, **change}))
+    assert got_level == getattr(diagnostics, level) and words in message
