@@ -187,3 +187,75 @@ def test_health_is_assessed_worst_first(change, level, words) -> None:
     )  # fmt: skip
     got_level, message = diagnostics.assess(diagnostics.Health(**{**base, **change}))
     assert got_level == getattr(diagnostics, level) and words in message
+
+
+def _builder_with_gate():
+    """A PipelineBuilder whose builds each wait for one release of a gate; "pipelines" are the
+    settings' names."""
+    import threading
+
+    from seg_ros.ros.pipeline_builder import PipelineBuilder
+
+    gate, done, started = threading.Semaphore(0), threading.Event(), []
+
+    def build(settings):
+        started.append(settings)
+        assert gate.acquire(timeout=5)
+        return (None, f"{settings} failed") if settings.startswith("bad") else (settings, None)
+
+    return PipelineBuilder(on_done=done.set, build=build), gate, done, started
+
+
+def _wait(event, what: str) -> None:
+    assert event.wait(5), what
+    event.clear()
+
+
+def _started(started: list, n: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(started) < n:
+        assert time.monotonic() < deadline, f"build {n} never began"
+        time.sleep(0.01)
+
+
+def test_builder_hands_out_each_build_once_newest_wins() -> None:
+    builder, gate, done, started = _builder_with_gate()
+    try:
+        builder.request("a")
+        _started(started, 1)
+        assert builder.building == "a"
+        builder.request("bad-b")  # while a builds: b waits, c replaces it
+        builder.request("c")
+        gate.release()
+        _wait(done, "a built")
+        first = builder.take()
+        assert (first.pipeline, first.newest) == ("a", False)  # c was asked after a
+        assert builder.take() is None  # once
+        gate.release()
+        _wait(done, "c built")
+        last = builder.take()
+        assert (last.pipeline, last.seq, last.newest) == ("c", 3, True)
+        assert started == ["a", "c"]  # b was replaced before it began
+    finally:
+        builder.close()
+
+
+def test_builder_failure_says_whether_it_may_revert_and_cleanup_drops_builds() -> None:
+    builder, gate, done, started = _builder_with_gate()
+    try:
+        builder.request("bad-x")
+        gate.release()
+        _wait(done, "x failed")
+        failed = builder.take()
+        assert failed.pipeline is None and failed.error == "bad-x failed" and failed.newest
+        builder.request("y")
+        _started(started, 2)
+        builder.invalidate()  # the node cleaned up while y was being built
+        gate.release()
+        _wait(done, "y built")
+        assert builder.take() is None
+    finally:
+        gate.release()
+        builder.close()

@@ -37,7 +37,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from seg_ros.image_codec import ImageCodecError
-from seg_ros.inference.pipeline import Pipeline, PipelineError, Staged
+from seg_ros.inference.pipeline import Pipeline, Staged
 from seg_ros.ros import contract, diagnostics
 from seg_ros.ros.contract import (
     COMPRESSED_INPUT_TOPIC,
@@ -60,6 +60,7 @@ from seg_ros.ros.parameters import (
     check_value,
     descriptor,
 )
+from seg_ros.ros.pipeline_builder import PipelineBuilder, build_pipeline
 from seg_ros.ros.stats import LatencyWindow, RateMeter
 
 # Outputs are reliable so a subscriber that keeps up sees every result; a small depth keeps a
@@ -191,17 +192,6 @@ class SegmentationNode(LifecycleNode):
         self._last_bad_input = ""
         self._inference_errors = 0
 
-        # Builds requested at run time: the newest request wins, one builder thread.
-        self._build_cond = threading.Condition()
-        self._build_request: tuple[int, NodeSettings] | None = None
-        # (request seq, generation, settings, pipeline or None, error or None)
-        self._build_result: tuple[int, int, NodeSettings, Any, str | None] | None = None
-        self._build_seq = 0
-        self._generation = 0  # bumped by cleanup: builds started before it are discarded
-        self._building: NodeSettings | None = None
-        self._builder: threading.Thread | None = None
-        self._stopping = False
-
         self._log_handler = _RosLogHandler(self.get_logger())
         package_log = logging.getLogger("seg_ros")
         package_log.addHandler(self._log_handler)
@@ -216,6 +206,9 @@ class SegmentationNode(LifecycleNode):
         self._settings = self._read_settings()
 
         self._build_done = self.create_guard_condition(self._on_build_finished)
+        # Builds requested at run time: the newest request wins, one builder thread, which
+        # wakes the executor through the guard condition when one is done.
+        self._builder = PipelineBuilder(on_done=self._build_done.trigger)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._diagnostics_timer = self.create_timer(
             self._settings.diagnostics_period, self._publish_diagnostics
@@ -303,7 +296,7 @@ class SegmentationNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings = self._settings
         self.get_logger().info(f"configuring: {self._describe_settings(settings)}")
-        pipeline, error = self._build(settings)
+        pipeline, error = build_pipeline(settings)
         if pipeline is None:
             with self._lock:
                 self._load_error = error
@@ -365,18 +358,14 @@ class SegmentationNode(LifecycleNode):
     def close(self) -> None:
         """Stop the threads; for main() and tests, before destroy_node()."""
         self._stop_io()
-        with self._build_cond:
-            self._stopping = True
-            self._build_cond.notify_all()
-        if self._builder is not None:
-            self._builder.join(timeout=30)
+        self._builder.close()
         logging.getLogger("seg_ros").removeHandler(self._log_handler)
 
     def _release_pipeline(self) -> None:
         with self._lock:
             self._pipeline = self._serving = None
             self._swap_error = None
-            self._generation += 1
+        self._builder.invalidate()
         self._latency.reset()
 
     # ---------------------------------------------------------------- input and output
@@ -563,65 +552,26 @@ class SegmentationNode(LifecycleNode):
 
     # ---------------------------------------------------------------- run-time rebuilds
 
-    def _build(self, settings: NodeSettings) -> tuple[Pipeline | None, str | None]:
-        try:
-            pipeline = Pipeline(settings.pipeline_config())
-            pipeline.warmup()
-        except PipelineError as e:
-            return None, str(e)
-        except Exception as e:  # a backend can fail in ways of its own; the node stays up
-            return None, f"{type(e).__name__}: {e}"
-        return pipeline, None
-
     def _request_build(self, settings: NodeSettings) -> None:
-        with self._build_cond:
-            self._build_seq += 1
-            self._build_request = (self._build_seq, settings)
-            if self._builder is None:
-                self._builder = threading.Thread(
-                    target=self._builder_loop, name="seg_ros-builder", daemon=True
-                )
-                self._builder.start()
-            self._build_cond.notify()
+        self._builder.request(settings)
         self.get_logger().info(f"building a new pipeline: {self._describe_settings(settings)}")
 
-    def _builder_loop(self) -> None:
-        while True:
-            with self._build_cond:
-                while self._build_request is None and not self._stopping:
-                    self._build_cond.wait()
-                if self._stopping:
-                    return
-                (seq, settings), self._build_request = self._build_request, None
-                self._building = settings
-                generation = self._generation
-            pipeline, error = self._build(settings)
-            with self._build_cond:
-                self._building = None
-                self._build_result = (seq, generation, settings, pipeline, error)
-            self._build_done.trigger()
-
     def _on_build_finished(self) -> None:
-        with self._build_cond:
-            result, self._build_result = self._build_result, None
-            newest = self._build_seq
-        if result is None:
-            return
-        seq, generation, settings, pipeline, error = result
-        if generation != self._generation or self._lifecycle not in ("inactive", "active"):
-            return  # cleaned up while it was being built
-        if pipeline is not None:
-            self._apply_live_settings(pipeline)  # they may have changed during the build
+        result = self._builder.take()
+        if result is None or self._lifecycle not in ("inactive", "active"):
+            return  # none, or cleaned up while it was being built
+        if result.pipeline is not None:
+            self._apply_live_settings(result.pipeline)  # they may have changed meanwhile
             with self._lock:
-                self._pipeline, self._serving = pipeline, settings.pipeline_values()
+                self._pipeline, self._serving = result.pipeline, result.settings.pipeline_values()
                 self._swap_error = None
-            self._announce(pipeline)
+            self._announce(result.pipeline)
             return
-        self.get_logger().error(f"pipeline switch failed, keeping the current one: {error}")
+        self.get_logger().error(f"pipeline switch failed, keeping the current one: {result.error}")
         with self._lock:
-            self._swap_error = (str(error), time.monotonic())
+            self._swap_error = (str(result.error), time.monotonic())
             serving = dict(self._serving or {})
-        if seq != newest:
+        if not result.newest:
             return  # a newer request is on its way; reverting now would undo it
         current = self._settings.pipeline_values()
         revert = [Parameter(k, value=v) for k, v in serving.items() if current.get(k) != v]
@@ -734,8 +684,7 @@ class SegmentationNode(LifecycleNode):
                 values.append((contract.describe_key(key), str(value)))
         else:
             values.append((contract.describe_key("model"), contract.NO_MODEL))
-        with self._build_cond:
-            building = self._building
+        building = self._builder.building
         values += [
             (contract.BUILDING, self._describe_settings(building) if building else "no"),
             (contract.LAST_ERROR, load_error or (swap[0] if swap else "none")),
