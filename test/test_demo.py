@@ -13,7 +13,8 @@ import pytest
 from ros_fixtures import SOURCE_ROOT
 from weights_helpers import make_weights
 
-from seg_ros.tools.demo import StreetScene, open_source
+from seg_ros.tools.frame_sources import open_source
+from seg_ros.tools.street_scene import StreetScene
 
 
 def test_street_scene_is_deterministic_and_moves() -> None:

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.ros.dds_tuning import apply_fastdds_profile
 
     apply_fastdds_profile()
-    from seg_ros.tools.demo import StreetScene
+    from seg_ros.tools.street_scene import StreetScene
 
     scene = StreetScene(args.width, args.height)
     frames = [scene.frame(i) for i in range(args.warmup + args.frames)]

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         n_val = min(args.val_frames or len(val), len(val))
         validation = [val.load(i) for i in range(n_val)]
         if args.calibration:
-            from seg_ros.tools.demo import open_source
+            from seg_ros.tools.frame_sources import open_source
 
             frames = open_source(args.calibration, 0, 0)
             calibration = list(itertools.islice(frames, args.frames))
