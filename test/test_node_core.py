@@ -259,3 +259,56 @@ def test_builder_failure_says_whether_it_may_revert_and_cleanup_drops_builds() -
     finally:
         gate.release()
         builder.close()
+
+
+def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() -> None:
+    import time
+
+    import numpy as np
+
+    from seg_ros.image_codec import ImageCodecError
+    from seg_ros.ros.frame_processor import FrameProcessor
+    from seg_ros.ros.latest_frame import Frame
+
+    class StandInPipeline:
+        def prepare(self, array, color_order):
+            return (array, color_order)
+
+        def infer(self, prepared):
+            return prepared
+
+        def finish(self, staged, want_color, want_overlay):
+            array, _ = staged
+            labels = np.zeros(array.shape[:2], np.uint8)
+            return SimpleNamespace(
+                labels=labels,
+                color=array if want_color else None,
+                overlay=array if want_overlay else None,
+                timings={"inference": 4.0},
+            )
+
+    def decode(msg):
+        if msg == "garbage":
+            raise ImageCodecError("truncated image")
+        return SimpleNamespace(array=np.full((4, 6, 3), 7, np.uint8), color_order="bgr")
+
+    told = []
+    frames = FrameProcessor(decode, on_bad_input=lambda n, why: told.append((n, why)))
+    pipeline = StandInPipeline()
+    frame = Frame(msg="ok", received_ns=time.monotonic_ns())
+    assert frames.infer(frame, pipeline, wanted=[]) is None  # nobody listens
+    assert frames.infer(frame, None, wanted=["labels"]) is None  # no model yet
+    assert frames.infer(Frame("garbage", 0), pipeline, ["labels"]) is None
+    assert told == [(1, "truncated image")]
+    job = frames.infer(frame, pipeline, wanted=["labels", "overlay"])
+    assert job.staged[1] == "bgr"  # the decoded colour order reaches the pipeline
+    published = {}
+    frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
+    assert set(published) == {"labels", "overlay"} and published["labels"].shape == (4, 6)
+    counts = frames.counts()
+    assert (counts.processed, counts.idle, counts.bad_inputs) == (1, 2, 1)
+    assert counts.last_bad_input == "truncated image"
+    assert frames.latency.percentiles("inference")["p50"] == 4.0
+    assert frames.latency.percentiles("stamp_to_publish") is None  # unset stamp: no figure
+    frames.failed()
+    assert frames.counts().inference_errors == 1

@@ -23,7 +23,6 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -36,8 +35,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from seg_ros.image_codec import ImageCodecError
-from seg_ros.inference.pipeline import Pipeline, Staged
+from seg_ros.inference.pipeline import Pipeline
 from seg_ros.ros import contract, diagnostics
 from seg_ros.ros.contract import (
     COMPRESSED_INPUT_TOPIC,
@@ -49,6 +47,7 @@ from seg_ros.ros.contract import (
     status_name,
 )
 from seg_ros.ros.dds_tuning import apply_fastdds_profile
+from seg_ros.ros.frame_processor import FrameProcessor, Job
 from seg_ros.ros.image_msgs import ReusedImageBuffer, decode
 from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
 from seg_ros.ros.parameters import (
@@ -61,7 +60,6 @@ from seg_ros.ros.parameters import (
     descriptor,
 )
 from seg_ros.ros.pipeline_builder import PipelineBuilder, build_pipeline
-from seg_ros.ros.stats import LatencyWindow, RateMeter
 
 # Outputs are reliable so a subscriber that keeps up sees every result; a small depth keeps a
 # slow one from holding many full-size images.
@@ -122,17 +120,6 @@ def yield_to_dds() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
 
 
-@dataclass
-class _Job:
-    """A frame between the inference worker and the finisher."""
-
-    frame: Frame
-    pipeline: Pipeline  # the one that ran it (a swap in between must not mix them)
-    staged: Staged  # after Pipeline.infer
-    wanted: list[str]
-    decode_ms: float
-
-
 _STOP = object()  # a step's result that ends its thread
 
 
@@ -177,20 +164,13 @@ class SegmentationNode(LifecycleNode):
         # One staged frame between the inference worker and the finisher: frame N is
         # coloured and published while frame N+1 is in the network, and never more than one
         # waits (latency stays bounded, order is kept).
-        self._handoff: queue.Queue[_Job | None] = queue.Queue(maxsize=1)
+        self._handoff: queue.Queue[Job | None] = queue.Queue(maxsize=1)
         self._subscription = None
         self._subscription_qos: QoSProfile | None = None
         self._qos_timer = None
         self._publishers_out: dict[str, Any] = {}
 
-        self._latency = LatencyWindow()
-        self._in_rate = RateMeter()
-        self._out_rate = RateMeter()
-        self._processed = 0
-        self._idle = 0
-        self._bad_inputs = 0
-        self._last_bad_input = ""
-        self._inference_errors = 0
+        self._frames = FrameProcessor(decode, on_bad_input=self._log_bad_input)
 
         self._log_handler = _RosLogHandler(self.get_logger())
         package_log = logging.getLogger("seg_ros")
@@ -311,8 +291,7 @@ class SegmentationNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._in_rate.reset()
-        self._out_rate.reset()
+        self._frames.reset_rates()
         self._sync_publishers()
         self._slot.reopen()
         self._handoff = queue.Queue(maxsize=1)
@@ -366,7 +345,7 @@ class SegmentationNode(LifecycleNode):
             self._pipeline = self._serving = None
             self._swap_error = None
         self._builder.invalidate()
-        self._latency.reset()
+        self._frames.latency.reset()
 
     # ---------------------------------------------------------------- input and output
 
@@ -437,7 +416,7 @@ class SegmentationNode(LifecycleNode):
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         # Only park it: decoding and inference happen on the worker.
-        self._in_rate.tick()
+        self._frames.received()
         self._slot.put(Frame(msg, time.monotonic_ns()))
 
     def _wanted(self) -> list[str]:
@@ -462,7 +441,7 @@ class SegmentationNode(LifecycleNode):
         finally:
             self._hand_on(handoff, None, slot)
 
-    def _hand_on(self, handoff: queue.Queue, job: _Job | None, slot: LatestFrameSlot) -> bool:
+    def _hand_on(self, handoff: queue.Queue, job: Job | None, slot: LatestFrameSlot) -> bool:
         finisher = self._finisher
         while True:
             try:
@@ -488,67 +467,33 @@ class SegmentationNode(LifecycleNode):
         except Exception as e:  # the threads must outlive any one frame
             if not self.context.ok():
                 return _STOP  # Ctrl-C shut the context down under a publish: not a failure
-            with self._lock:
-                self._inference_errors += 1
+            self._frames.failed()
             self.get_logger().error(
                 f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
             )
             return None
 
-    def _infer(self, frame: Frame) -> _Job | None:
-        wanted = self._wanted()
-        pipeline = self._pipeline
-        if not wanted or pipeline is None:
-            with self._lock:
-                self._idle += 1
-            return None
-        t0 = time.perf_counter()
-        try:
-            image = decode(frame.msg)
-        except ImageCodecError as e:
-            with self._lock:
-                self._bad_inputs += 1
-                self._last_bad_input = str(e)
-                count = self._bad_inputs
-            self.get_logger().warning(
-                f"bad input ({count} so far): {e}", throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S
-            )
-            return None
-        t1 = time.perf_counter()
-        order = "bgr" if image.color_order == "bgr" else "rgb"
-        staged = pipeline.infer(pipeline.prepare(image.array, color_order=order))
-        return _Job(frame, pipeline, staged, wanted, (t1 - t0) * 1e3)
+    def _infer(self, frame: Frame) -> Job | None:
+        return self._frames.infer(frame, self._pipeline, self._wanted())
 
-    def _finish(self, job: _Job) -> None:
-        frame, wanted = job.frame, job.wanted
-        result = job.pipeline.finish(
-            job.staged, want_color="color" in wanted, want_overlay="overlay" in wanted
+    def _log_bad_input(self, count: int, reason: str) -> None:
+        self.get_logger().warning(
+            f"bad input ({count} so far): {reason}", throttle_duration_sec=BAD_INPUT_LOG_PERIOD_S
         )
-        t2 = time.perf_counter()
-        header = frame.msg.header
-        arrays = {"labels": result.labels, "color": result.color, "overlay": result.overlay}
-        with self._io_lock:
-            for name in wanted:
+
+    def _finish(self, job: Job) -> None:
+        header = job.frame.msg.header
+
+        def publish(name: str, array: Any) -> None:
+            with self._io_lock:
                 pub = self._publishers_out.get(name)
-                if pub is not None and arrays[name] is not None:
-                    encoding = OUTPUTS[name][1]
+                if pub is not None:
                     # publish() serialises before it returns, so the buffer is free again.
-                    pub.publish(self._out_buffers[name](arrays[name], encoding, header))
-        done_ns = time.monotonic_ns()
-        now = self.get_clock().now()
-        self._out_rate.tick()
-        with self._lock:
-            self._processed += 1
-        lat = self._latency
-        lat.add("decode", job.decode_ms)
-        for stage in ("preprocess", "inference", "postprocess"):
-            if stage in result.timings:
-                lat.add(stage, result.timings[stage])
-        lat.add("publish", (time.perf_counter() - t2) * 1e3)
-        lat.add("receipt_to_publish", (done_ns - frame.received_ns) / 1e6)
-        stamp = Time.from_msg(header.stamp, clock_type=now.clock_type)
-        if stamp.nanoseconds > 0:  # an unset stamp says nothing about latency
-            lat.add("stamp_to_publish", (now.nanoseconds - stamp.nanoseconds) / 1e6)
+                    pub.publish(self._out_buffers[name](array, OUTPUTS[name][1], header))
+
+        clock = self.get_clock()
+        stamp = Time.from_msg(header.stamp, clock_type=clock.clock_type).nanoseconds
+        self._frames.finish(job, publish, lambda: clock.now().nanoseconds, stamp)
 
     # ---------------------------------------------------------------- run-time rebuilds
 
@@ -633,17 +578,18 @@ class SegmentationNode(LifecycleNode):
             pipeline = self._pipeline
             load_error = self._load_error
             swap = self._swap_error
-            processed, idle = self._processed, self._idle
-            bad, last_bad, errors = self._bad_inputs, self._last_bad_input, self._inference_errors
         received, dropped = self._slot.counts()
+        counts = self._frames.counts()
+        processed, idle = counts.processed, counts.idle
+        bad, last_bad, errors = counts.bad_inputs, counts.last_bad_input, counts.inference_errors
         swap_error = None
         if swap is not None and now - swap[1] < max(
             SWAP_ERROR_WARN_MIN_S, 2 * s.diagnostics_period
         ):
             swap_error = swap[0]
-        last_input = self._in_rate.last()
-        out_rate, in_window, window = self._out_rate.snapshot(now)
-        in_rate, _, _ = self._in_rate.snapshot(now)
+        last_input = self._frames.in_rate.last()
+        out_rate, in_window, window = self._frames.out_rate.snapshot(now)
+        in_rate, _, _ = self._frames.in_rate.snapshot(now)
         with self._io_lock:
             subscribers = sum(p.get_subscription_count() for p in self._publishers_out.values())
         random_init = pipeline is not None and pipeline.random_init
@@ -661,7 +607,7 @@ class SegmentationNode(LifecycleNode):
         level, message = diagnostics.assess(health)
 
         values = diagnostics.frequency_values(
-            out_rate, in_window, window, self._out_rate.total, s.target_rate
+            out_rate, in_window, window, self._frames.out_rate.total, s.target_rate
         )
         values += [
             (contract.INPUT_FREQUENCY, f"{in_rate:.3f}"),
@@ -677,7 +623,7 @@ class SegmentationNode(LifecycleNode):
             (contract.INFERENCE_ERRORS, str(errors)),
             (contract.SUBSCRIBERS, str(subscribers)),
         ]
-        values += diagnostics.latency_values(self._latency)
+        values += diagnostics.latency_values(self._frames.latency)
         if pipeline is not None:
             # Model, Variant, Backend, Device, Precision, Input size (h x w), Weights, ...
             for key, value in pipeline.describe().items():
