@@ -80,7 +80,7 @@ def _plain_bn(m: nn.Module) -> bool:
 def _is_torchvision_block(m: nn.Module) -> bool:
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    return isinstance(m, BasicBlock | Bottleneck)
+    return isinstance(m, (BasicBlock, Bottleneck))
 
 
 def count_batchnorm(model: nn.Module) -> int:

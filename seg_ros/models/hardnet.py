@@ -265,7 +265,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), Mapping):
             state = state[key]
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return {_unprefixed(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _unprefixed(key: str, prefix: str = "module.") -> str:
+    # str.removeprefix is Python 3.9+; JetPack 5 is 3.8.
+    return key[len(prefix) :] if key.startswith(prefix) else key
 
 
 def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:

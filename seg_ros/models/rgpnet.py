@@ -128,7 +128,7 @@ class RGPNet(nn.Module):
         self.classifier = nn.Conv2d(w2, num_classes, 1)
         for module in (self.transfer, self.down, self.up, self.decoder):
             for m in module.modules():
-                if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                     # torchvision's ResNet init, so encoder and decoder start at one scale.
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 

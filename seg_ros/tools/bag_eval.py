@@ -15,6 +15,7 @@ latency.png, iou.png, samples.png) goes to --out.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         evaluation = BagEvaluation(classes, label_topic, frame_count, args.samples)
         source = FrameSource(reader, image_topic, label_topic, evaluation, args.limit)
         out_dir = args.out or Path(
-            f"{args.bag.name.removesuffix('.mcap').removesuffix('.db3')}_{args.mode}_eval"
+            f"{re.sub(r'[.](mcap|db3)$', '', args.bag.name)}_{args.mode}_eval"
         )
         writer = None
         skipped: list[str] = []
