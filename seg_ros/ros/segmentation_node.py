@@ -542,7 +542,7 @@ class SegmentationNode(LifecycleNode):
         h, w = pipeline.input_size
         self.get_logger().info(
             f"serving {meta.model}/{meta.variant} ({meta.num_classes} {meta.dataset} classes) "
-            f"on {pipeline.config.backend} {pipeline.backend.device} "
+            f"on {pipeline.describe()['backend']} {pipeline.backend.device} "
             f"{pipeline.config.precision}, network input {h}x{w} (h x w)"
         )
         if pipeline.random_init:
