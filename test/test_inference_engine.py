@@ -20,7 +20,7 @@ from seg_ros.inference.engine import (
     sidecar_path,
     write_sidecar,
 )
-from seg_ros.inference.parity import agreement, synthetic_scene
+from seg_ros.inference.parity import agreement, compare_logits, synthetic_scene
 
 INFO = EngineInfo(
     tensorrt="10.3.0",
@@ -117,8 +117,13 @@ def test_tensorrt_engine_builds_runs_and_matches(tmp_path, precision) -> None:
     info = read_sidecar(engine)
     assert info.input_size == list(PIPELINE_SIZE) and info.precision == precision
     image = synthetic_scene(80, 120)
-    reference = Pipeline(model="fplnet", weights=str(weights))
-    assert agreement(p(image).labels, reference(image).labels) >= 0.99
+    reference = Pipeline(model="fplnet", weights=str(weights), backend="torch")
+    # Random weights leave near ties that fp16 may flip: judge the pixels fp32 decides clearly
+    # (the parity guard's rule), not every pixel against a fixed 0.99.
+    report = compare_logits(reference.logits(image), p.logits(image), precision, 0.99)
+    assert report.passed, report.as_dict()
+    if precision == "fp32":
+        assert agreement(p(image).labels, reference(image).labels) >= 0.99
     # The saved engine loads by path; a sidecar from another TensorRT is refused.
     saved = {"backend": "tensorrt", "device": "cuda", "engine": str(engine), "precision": precision}
     q = Pipeline(model="fplnet", **saved)
