@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         indices = range(min(args.limit, len(dataset))) if args.limit else None
         pipeline = None
         if args.backend is not None:
-            pipeline = deployed_pipeline(args, weights, device)
+            pipeline = deployed_pipeline(args, weights, meta.model, device)
         elif args.precision != "fp32" or args.engine:
             raise ValueError("--precision and --engine choose a deployed path: add --backend")
     except (FileNotFoundError, ValueError, DatasetError, WeightsError, PipelineError) as e:
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def deployed_pipeline(args: argparse.Namespace, weights: Path, device: Any) -> Any:
+def deployed_pipeline(args: argparse.Namespace, weights: Path, model: str, device: Any) -> Any:
     """The node's Pipeline for --backend: single scale, the weights' input size by default."""
     from seg_ros.inference import Pipeline, PipelineConfig
 
@@ -189,7 +189,7 @@ def deployed_pipeline(args: argparse.Namespace, weights: Path, device: Any) -> A
         )
     config = PipelineConfig(
         weights=str(weights),
-        model=read_model_name(weights),
+        model=model,
         backend=args.backend,
         device=str(device),
         precision=args.precision,
@@ -198,12 +198,6 @@ def deployed_pipeline(args: argparse.Namespace, weights: Path, device: Any) -> A
         threads=args.threads,
     )
     return Pipeline(config)
-
-
-def read_model_name(weights: Path) -> str:
-    from seg_ros.weights import read_metadata
-
-    return read_metadata(weights).model
 
 
 def module_confusion(
