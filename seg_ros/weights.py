@@ -149,7 +149,8 @@ def _existing(path: str | Path) -> Path:
 def load_model(
     path: str | Path, model: str | None = None, variant: str | None = None
 ) -> tuple[Any, WeightsMetadata]:
-    """Build the network a weights file describes and load it.
+    """Build the network a weights file describes and load it, in eval mode (logits out;
+    ``.train()`` for fine-tuning, where it returns a ``TrainOutput``).
 
     ``model``/``variant``, when given, are what the caller expects: a file for another network
     is refused with both names in the message rather than loaded into the wrong layers.
@@ -186,4 +187,4 @@ def load_model(
             f"{path} does not fit {meta.model}/{meta.variant}: tensors " + "; ".join(details)
         )
     net.load_state_dict(state)
-    return net, meta
+    return net.eval(), meta

@@ -7,13 +7,8 @@ import pytest
 import torch
 
 from seg_ros.models import build_model
-from seg_ros.models.desanet import (
-    DESANet,
-    desanet_hardnet68ds,
-    desanet_resnet18,
-    onnx_custom_translations,
-    register_onnx_symbolic,
-)
+from seg_ros.models.deform import onnx_custom_translations, register_onnx_symbolic
+from seg_ros.models.desanet import DESANet, desanet_hardnet68ds, desanet_resnet18
 
 CONSTRUCTORS = {"resnet18": desanet_resnet18, "hardnet68ds": desanet_hardnet68ds}
 # (paper, the reconstruction in docs/MODELS.md), 19 classes, aux head excluded.
@@ -57,7 +52,8 @@ def test_eval_output_matches_input_size(model: DESANet, size: tuple[int, int]) -
 def test_train_returns_main_and_aux_and_gradients_reach_first_layers(model: DESANet) -> None:
     model.train()
     model.zero_grad()
-    main, aux = model(torch.randn(2, 3, 65, 97))
+    out = model(torch.randn(2, 3, 65, 97))
+    main, aux = out.logits, out.aux
     assert main.shape == aux.shape == (2, 19, 65, 97)
     (main.square().mean() + aux.square().mean()).backward()
     first_backbone_conv = next(

@@ -35,7 +35,7 @@ def test_output_size_equals_input_size(size, encoder_only) -> None:
 def test_train_mode_gradients_reach_the_first_layer() -> None:
     torch.manual_seed(0)
     model = fplnet(4).train()
-    out = model(torch.randn(2, 3, 32, 48))
+    out = model(torch.randn(2, 3, 32, 48)).logits
     out.mean().backward()
     first = model.encoder.stage1[0][0].weight
     assert first.grad is not None and first.grad.abs().sum() > 0

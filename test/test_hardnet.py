@@ -5,16 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seg_ros.models.hardnet import (
-    HarDBlock,
-    HarDNet,
-    hardnet39ds,
+from seg_ros.models.backbones import (
     hardnet39ds_features,
-    hardnet68ds,
     hardnet68ds_features,
-    harmonic_links,
     load_backbone_weights,
 )
+from seg_ros.models.hardnet import HarDBlock, HarDNet, hardnet39ds, hardnet68ds, harmonic_links
 
 
 def count(module: torch.nn.Module) -> int:

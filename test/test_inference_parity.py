@@ -123,7 +123,7 @@ def test_batchnorm_folding_keeps_the_output(model: str, variant: str) -> None:
 def test_sampled_deform_conv_matches_torchvision(stride: int, padding: int, dilation: int) -> None:
     from torchvision.ops import DeformConv2d
 
-    from seg_ros.inference.deform import SampledDeformConv2d
+    from seg_ros.models.deform import SampledDeformConv2d
 
     torch.manual_seed(0)
     dcn = DeformConv2d(8, 16, 3, stride=stride, padding=padding, dilation=dilation).eval()

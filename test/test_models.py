@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seg_ros.models import build_model, default_variant, list_models, resolve_variant
+from seg_ros.models.common import TrainOutput, as_train_output
 from seg_ros.models.complexity import count_macs, count_parameters
 
 ALL = [(name, variant) for name, variants in list_models().items() for variant in variants]
@@ -59,6 +60,36 @@ def test_eval_logits_match_odd_input_size(name, variant) -> None:
         out = model(torch.randn(1, 3, 37, 53))
     assert out.shape == (1, 5, 37, 53)
     assert torch.isfinite(out).all()
+
+
+# The cheapest variant of each network is enough to check the contract every one shares.
+TRAIN_CONTRACT = [
+    ("fplnet", "encoder", False),
+    ("rgpnet", "resnet18", False),
+    ("desanet", "hardnet68ds", True),
+]
+
+
+@pytest.mark.parametrize(("name", "variant", "has_aux"), TRAIN_CONTRACT)
+def test_train_mode_returns_one_output_contract(name, variant, has_aux) -> None:
+    model = build_model(name, variant, 4).train()
+    out = model(torch.randn(2, 3, 40, 56))
+    assert isinstance(out, TrainOutput)
+    assert out.logits.shape == (2, 4, 40, 56)
+    assert (out.aux is not None) == has_aux
+    if has_aux:
+        assert out.aux.shape == out.logits.shape
+    assert as_train_output(out.logits) == TrainOutput(out.logits, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "variant", "options"),
+    [("fplnet", "full", {"fusion": "stage1"}), ("rgpnet", "resnet18", {"backbone_weights": None})],
+)
+def test_builders_take_their_typed_options_and_refuse_others(name, variant, options) -> None:
+    build_model(name, variant, 3, **options)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        build_model(name, variant, 3, colour="red")
 
 
 def test_registry_defaults_and_errors() -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from seg_ros.models import build_model
+from seg_ros.models.backbones import resnet_features
 from seg_ros.models.rgpnet import (
     RGPNet,
     SharedResidualBlock,
@@ -55,7 +56,7 @@ def test_any_input_size_train_and_eval(build) -> None:
         x = torch.randn(2, 3, h, w)
         model.train()
         model.zero_grad()
-        out = model(x)
+        out = model(x).logits
         assert out.shape == (2, 5, h, w)
         out.square().mean().backward()
         grad = first_conv(model).weight.grad
@@ -124,5 +125,27 @@ def test_loads_torchvision_imagenet_weights(tmp_path, suffix: str) -> None:
 
 
 def test_rejects_unknown_backbone() -> None:
-    with pytest.raises(ValueError, match="backbone"):
-        RGPNet(19, "vgg16")
+    with pytest.raises(ValueError, match="no ResNet-34"):
+        resnet_features(34)
+    with pytest.raises(ValueError, match="no variant 'vgg16'"):
+        build_model("rgpnet", "vgg16")
+
+
+def test_takes_any_backbone_that_names_its_widths() -> None:
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.channels = [8, 8, 8, 8]
+            self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 8, 8, 3, 2, 1) for i in range(5))
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            out = []
+            for i, conv in enumerate(self.convs):
+                x = conv(x)
+                if i >= 1:
+                    out.append(x)
+            return out
+
+    model = RGPNet(Tiny(), num_classes=4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 40, 70)).shape == (1, 4, 40, 70)

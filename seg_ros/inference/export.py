@@ -33,12 +33,6 @@ def min_opset(network: Any) -> int:
     return max(MIN_OPSET, int(getattr(network, "onnx_min_opset", MIN_OPSET)))
 
 
-def needs_deform_conv(network: Any) -> bool:
-    from torchvision.ops import DeformConv2d
-
-    return any(isinstance(m, DeformConv2d) for m in network.modules())
-
-
 def export_onnx(
     network: Any,
     path: str | Path,
@@ -84,7 +78,9 @@ def export_onnx(
     network = network.eval().float().cpu()
     h, w = input_size
     example = (torch.zeros(1, 3, h, w),)
-    deform = needs_deform_conv(network)
+    from seg_ros.models.deform import has_deform_conv
+
+    deform = has_deform_conv(network)
 
     with torch.no_grad(), warnings.catch_warnings():
         # Deprecation and tracer warnings of the TorchScript exporter are expected: it is chosen
@@ -92,7 +88,7 @@ def export_onnx(
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
             if deform:
-                from seg_ros.models.desanet import register_onnx_symbolic
+                from seg_ros.models.deform import register_onnx_symbolic
 
                 register_onnx_symbolic()
             axes = {0: "batch", 2: "height", 3: "width"}
@@ -111,7 +107,7 @@ def export_onnx(
         else:
             table = None
             if deform:
-                from seg_ros.models.desanet import onnx_custom_translations
+                from seg_ros.models.deform import onnx_custom_translations
 
                 table = onnx_custom_translations()
             shapes = None

@@ -1,6 +1,8 @@
-"""Building blocks shared by the three networks."""
+"""Building blocks shared by the three networks, and their one train-mode output."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,3 +43,21 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == 0 and pad_w == 0:
         return x
     return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+class TrainOutput(NamedTuple):
+    """What every network returns in training mode; in eval mode it returns ``logits`` alone
+    (the form export and inference see).
+
+    ``aux`` is the auxiliary head's logits at the input size (DESANet), else ``None``.
+    """
+
+    logits: torch.Tensor
+    aux: torch.Tensor | None = None
+
+
+def as_train_output(outputs: torch.Tensor | TrainOutput | tuple) -> TrainOutput:
+    """A network's output in either mode as a ``TrainOutput`` (a bare tensor has no aux)."""
+    if isinstance(outputs, torch.Tensor):
+        return TrainOutput(outputs)
+    return TrainOutput(*outputs)

@@ -2,7 +2,7 @@
 
 MACs are counted by torch's FlopCounterMode on the meta device, so a 1024x2048 ResNet-101
 costs no memory or compute; torchvision's deformable conv is not in torch's table, so its
-formula is registered here.
+formula comes from ``deform.py``.
 """
 
 from __future__ import annotations
@@ -22,20 +22,6 @@ def count_parameters(model: nn.Module, include_aux: bool = False) -> int:
     )
 
 
-def _deform_conv2d_flops(
-    input_shape: torch.Size,
-    weight_shape: torch.Size,
-    *args: object,
-    out_shape: torch.Size,
-    **kwargs: object,
-) -> int:
-    # Same product as a dense conv; the bilinear sampling is cheap next to it and is left out,
-    # as papers do when they quote DCN FLOPs.
-    n, c_out, h, w = out_shape
-    _, c_in_per_group, kh, kw = weight_shape
-    return 2 * n * c_out * c_in_per_group * kh * kw * h * w
-
-
 def count_macs(
     name: str,
     variant: str | None,
@@ -46,14 +32,13 @@ def count_macs(
     """Multiply-accumulates of one eval-mode forward pass at ``input_size`` (height, width)."""
     import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 
+    from seg_ros.models.deform import flop_formulas
     from seg_ros.models.registry import build_model
 
     with torch.device("meta"):
         model = build_model(name, variant, num_classes, **options).eval()
         x = torch.empty(1, 3, *input_size)
-    counter = FlopCounterMode(
-        display=False, custom_mapping={torch.ops.torchvision.deform_conv2d: _deform_conv2d_flops}
-    )
+    counter = FlopCounterMode(display=False, custom_mapping=flop_formulas())
     with counter, torch.no_grad():
         model(x)
     return counter.get_total_flops() // 2

@@ -15,22 +15,14 @@ channel and spatial branches with an element-wise max; the strip-pooling attenti
 
 Any input size works: the image is zero-padded (after normalisation) at the bottom/right to a
 multiple of 32, the context path's output stride, and the logits are cropped back to the input
-size. In training mode ``forward`` returns ``(main_logits, aux_logits)``, both at the input size;
+size. In training mode ``forward`` returns ``TrainOutput(logits, aux)``, both at the input size;
 in eval mode only the main logits (this is the form ONNX export sees).
 
-ONNX: torchvision registers no exporter for ``deform_conv2d``, but ONNX has ``DeformConv`` since
-opset 19, with torchvision's offset layout, and ONNX Runtime's CPU provider (and TensorRT's
-parser, from 10.1) implement it. Export with::
-
-    torch.onnx.export(model.eval(), (x,), dynamo=True, opset_version=19,  # or higher
-                      custom_translation_table=onnx_custom_translations())
-
-or, with the legacy ``dynamo=False`` exporter, call ``register_onnx_symbolic()`` first.
+The deformable conv's fp32 fallback, CPU form and ONNX export live in ``deform.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,12 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import DeformConv2d
 
-from seg_ros.models.common import ConvBNReLU, pad_to_multiple
-from seg_ros.models.hardnet import HarDNetFeatures
-from seg_ros.models.rgpnet import ResNetFeatures
-
-# ONNX's DeformConv exists from this opset on.
-ONNX_MIN_OPSET = 19
+from seg_ros.models.backbones import hardnet68ds_features, resnet_features
+from seg_ros.models.common import ConvBNReLU, TrainOutput, pad_to_multiple
+from seg_ros.models.deform import ONNX_MIN_OPSET, deform_conv_fp32
 
 
 def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -177,14 +166,7 @@ class SpatialPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quarter = self.stem(x)
         x = self.down(quarter)
-        offset = self.offset(x)
-        if torch.is_autocast_enabled(x.device.type):
-            # torchvision's CPU deform_conv2d has no bf16/fp16 kernel (training with bf16
-            # autocast crashed); at 1/8 resolution fp32 costs a few milliseconds.
-            with torch.autocast(x.device.type, enabled=False):
-                x = self.deform(x.float(), offset.float())
-        else:
-            x = self.deform(x, offset)
+        x = deform_conv_fp32(self.deform, x, self.offset(x))
         return quarter, self.scse(self.deform_out(x))
 
 
@@ -196,7 +178,7 @@ class DESANet(nn.Module):
     """
 
     output_stride = 32
-    # What an ONNX exporter needs for the deformable conv (see the module docstring).
+    # What an ONNX exporter needs for the deformable conv (deform.py).
     onnx_min_opset = ONNX_MIN_OPSET
 
     def __init__(self, backbone: nn.Module, num_classes: int = 19) -> None:
@@ -222,7 +204,7 @@ class DESANet(nn.Module):
         self.classifier = nn.Conv2d(128, num_classes, 1)
         self.aux_head = nn.Sequential(ConvBNReLU(128, 64, 3), nn.Conv2d(64, num_classes, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | TrainOutput:
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.output_stride)
         spatial4, spatial8 = self.spatial(x)
@@ -239,99 +221,30 @@ class DESANet(nn.Module):
         if not self.training:
             return main
         aux = _upsample(self.aux_head(context8), x)[..., :h, :w]
-        return main, aux
-
-
-# The exporters pass the op's 14 arguments positionally.
-def _onnx_deform_conv2d(
-    x,
-    weight,
-    offset,
-    mask,
-    bias,
-    stride_h: int,
-    stride_w: int,
-    pad_h: int,
-    pad_w: int,
-    dilation_h: int,
-    dilation_w: int,
-    groups: int,
-    offset_groups: int,
-    use_mask: bool,
-):
-    """``torchvision::deform_conv2d`` as ONNX DeformConv, for the dynamo exporter.
-
-    torchvision's offset layout, a (dy, dx) pair per kernel tap, is the one ONNX specifies.
-    DCNv1 is traced with a dummy mask and ``use_mask=False``, so the mask is dropped then.
-    """
-    from onnxscript import opset19 as op
-
-    return op.DeformConv(
-        x,
-        weight,
-        offset,
-        bias,
-        mask if use_mask else None,
-        dilations=[dilation_h, dilation_w],
-        group=groups,
-        kernel_shape=[weight.shape[2], weight.shape[3]],
-        offset_group=offset_groups,
-        pads=[pad_h, pad_w, pad_h, pad_w],
-        strides=[stride_h, stride_w],
-    )
-
-
-def onnx_custom_translations() -> dict[Callable[..., object], Callable[..., object]]:
-    """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
-
-    The exported model needs ``opset_version >= 19`` (``ONNX_MIN_OPSET``): below that ONNX has no
-    DeformConv and the exporter's down-conversion fails.
-    """
-    return {torch.ops.torchvision.deform_conv2d.default: _onnx_deform_conv2d}
-
-
-def register_onnx_symbolic() -> None:
-    """Teach the legacy TorchScript exporter (``dynamo=False``) DeformConv; process-wide.
-
-    Only for callers that still use the deprecated exporter; ``opset_version >= 19`` as above.
-    """
-    from torch.onnx import symbolic_helper
-
-    @symbolic_helper.parse_args(
-        "v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b"
-    )
-    def deform_conv2d(
-        g, x, weight, offset, mask, bias, sh, sw, ph, pw, dh, dw, groups, offset_groups, use_mask
-    ):
-        inputs = [x, weight, offset, bias] + ([mask] if use_mask else [])
-        return g.op(
-            "DeformConv",
-            *inputs,
-            dilations_i=[dh, dw],
-            group_i=groups,
-            kernel_shape_i=weight.type().sizes()[2:],
-            offset_group_i=offset_groups,
-            pads_i=[ph, pw, ph, pw],
-            strides_i=[sh, sw],
-        )
-
-    torch.onnx.register_custom_op_symbolic(
-        "torchvision::deform_conv2d", deform_conv2d, ONNX_MIN_OPSET
-    )
+        return TrainOutput(main, aux)
 
 
 def desanet_resnet18(
-    num_classes: int = 19, backbone_weights: str | Path | None = None, **options: object
+    num_classes: int = 19, *, backbone_weights: str | Path | None = None
 ) -> DESANet:
-    """DESANet-RN; ``backbone_weights``: a user-given ImageNet ResNet-18 state dict (never
-    downloaded)."""
-    return DESANet(ResNetFeatures(18, backbone_weights), num_classes, **options)
+    """DESANet-RN: a ResNet-18 context path (15.2M parameters with 19 classes).
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given torchvision ImageNet ResNet-18 state dict for the
+            context path (safetensors or .pth); never downloaded.
+    """
+    return DESANet(resnet_features(18, backbone_weights), num_classes)
 
 
 def desanet_hardnet68ds(
-    num_classes: int = 19, backbone_weights: str | Path | None = None, **options: object
+    num_classes: int = 19, *, backbone_weights: str | Path | None = None
 ) -> DESANet:
-    """DESANet-HN: HarDNet-68DS without its last HDB and its 1x1->1024 transition (taps 128 @1/4,
-    640 @1/16, 640 @1/32); ``backbone_weights``: a user-given ImageNet HarDNet-68DS checkpoint."""
-    backbone = HarDNetFeatures("hardnet68ds", drop_last_block=True, weights=backbone_weights)
-    return DESANet(backbone, num_classes, **options)
+    """DESANet-HN: HarDNet-68DS without its last HDB and its 1x1->1024 transition (taps 128
+    @1/4, 640 @1/16, 640 @1/32); 6.1M parameters with 19 classes.
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given ImageNet checkpoint of the reference HarDNet-68DS.
+    """
+    return DESANet(hardnet68ds_features(backbone_weights, drop_last_block=True), num_classes)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from seg_ros.models.common import pad_to_multiple
+from seg_ros.models.common import TrainOutput, pad_to_multiple
 
 FUSIONS = ("pairwise", "stage1")
 
@@ -173,7 +173,8 @@ class FPLNet(nn.Module):
     """FPLNet, full (encoder + decoder) or encoder-only (1x1 classifier, bilinear x8).
 
     The encoder's parameter names are the same in both forms, so the second training stage
-    loads the first stage's encoder with ``load_state_dict(..., strict=False)``.
+    loads the first stage's encoder with ``load_state_dict(..., strict=False)``. Returns the
+    logits in eval mode and ``TrainOutput(logits)`` in training mode (no aux head).
     """
 
     output_stride = 8
@@ -195,7 +196,7 @@ class FPLNet(nn.Module):
         else:
             self.decoder = FPLDecoder(self.encoder.out_channels, num_classes, dilations, fusion)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | TrainOutput:
         h, w = x.shape[-2:]
         features = self.encoder(pad_to_multiple(x, self.output_stride))
         if self.encoder_only:
@@ -204,12 +205,41 @@ class FPLNet(nn.Module):
             )
         else:
             logits = self.decoder(features)
-        return logits[..., :h, :w]
+        logits = logits[..., :h, :w]
+        return TrainOutput(logits) if self.training else logits
 
 
-def fplnet(num_classes: int = 19, **options: object) -> FPLNet:
-    return FPLNet(num_classes, encoder_only=False, **options)
+def fplnet(
+    num_classes: int = 19,
+    *,
+    blocks: tuple[int, int] = (4, 8),
+    dilations: Sequence[int] = (1, 2, 4, 8),
+    fusion: str = "pairwise",
+) -> FPLNet:
+    """FPLNet with its decoder (0.49M parameters with 20 classes); the shipped model.
+
+    Args:
+        num_classes: output classes.
+        blocks: FPL modules in stages 2 and 3.
+        dilations: the pyramid's branch dilations (their count divides every width).
+        fusion: ``"pairwise"`` (adjacent branches) or ``"stage1"`` (see ``FPLModule``).
+    """
+    return FPLNet(num_classes, False, blocks, dilations, fusion)
 
 
-def fplnet_encoder(num_classes: int = 19, **options: object) -> FPLNet:
-    return FPLNet(num_classes, encoder_only=True, **options)
+def fplnet_encoder(
+    num_classes: int = 19,
+    *,
+    blocks: tuple[int, int] = (4, 8),
+    dilations: Sequence[int] = (1, 2, 4, 8),
+    fusion: str = "pairwise",
+) -> FPLNet:
+    """FPLNet's encoder with a 1x1 classifier and bilinear x8 (the paper's first stage).
+
+    Args:
+        num_classes: output classes.
+        blocks: FPL modules in stages 2 and 3.
+        dilations: the pyramid's branch dilations.
+        fusion: ``"pairwise"`` or ``"stage1"``.
+    """
+    return FPLNet(num_classes, True, blocks, dilations, fusion)

@@ -28,8 +28,6 @@ drop last   16: 640, 32: 640        stride-2 conv after the 640 transition (``ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -141,7 +139,7 @@ ARCHS = {
 }
 
 
-def _layers(arch: Arch, drop_last_block: bool = False) -> tuple[list[nn.Module], list[int]]:
+def hardnet_layers(arch: Arch, drop_last_block: bool = False) -> tuple[list[nn.Module], list[int]]:
     """The reference's ``base`` list without its classifier, and each module's output stride."""
     c0, c1 = arch.stem
     layers: list[nn.Module] = [ConvLayer(3, c0, 3, 2), ConvLayer(c0, c1, 1), DWConvLayer(c1, 2)]
@@ -159,57 +157,13 @@ def _layers(arch: Arch, drop_last_block: bool = False) -> tuple[list[nn.Module],
     return layers, strides
 
 
-def _out_channels(module: nn.Module) -> int:
-    if isinstance(module, ConvLayer):
-        return module.conv.out_channels
-    if isinstance(module, DWConvLayer):
-        return module.dwconv.out_channels
-    raise TypeError(f"no tap after {type(module).__name__}")
-
-
-class HarDNetFeatures(nn.Module):
-    """HarDNet-DS trunk returning ``[f4, f8, f16, f32]``, the maps at strides 4, 8, 16, 32.
-
-    ``channels`` lists their widths and ``tap_indices`` the ``base`` entries they come from.
-    ``drop_last_block`` leaves out the last HDB and its transition (DESANet's HarDNet-68DS).
-    ``weights``: an ImageNet checkpoint of the reference classifier (safetensors or .pth,
-    read with ``weights_only=True``); its head and any dropped layers are ignored.
-    """
-
-    strides = (4, 8, 16, 32)
-
-    def __init__(
-        self,
-        arch: str = "hardnet68ds",
-        drop_last_block: bool = False,
-        weights: str | Path | None = None,
-    ) -> None:
-        super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown HarDNet {arch!r}; choose from {sorted(ARCHS)}")
-        layers, strides = _layers(ARCHS[arch], drop_last_block)
-        self.base = nn.ModuleList(layers)
-        self.tap_indices = [max(i for i, s in enumerate(strides) if s == t) for t in self.strides]
-        self.channels = [_out_channels(layers[i]) for i in self.tap_indices]
-        if weights is not None:
-            load_backbone_weights(self, weights)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for i, layer in enumerate(self.base):
-            x = layer(x)
-            if i in self.tap_indices:
-                features.append(x)
-        return features
-
-
 class HarDNet(nn.Module):
     """The reference ImageNet classifier (global pool, dropout 0.05, linear), for checking
     parameter counts and for fine-tuning a checkpoint before taking its trunk."""
 
     def __init__(self, arch: str = "hardnet68ds", num_classes: int = 1000) -> None:
         super().__init__()
-        layers, _ = _layers(ARCHS[arch])
+        layers, _ = hardnet_layers(ARCHS[arch])
         head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
@@ -224,67 +178,9 @@ class HarDNet(nn.Module):
         return x
 
 
-def hardnet39ds_features(
-    weights: str | Path | None = None, drop_last_block: bool = False
-) -> HarDNetFeatures:
-    """HarDNet-39DS trunk: 96, 320, 640, 1024 channels at strides 4, 8, 16, 32."""
-    return HarDNetFeatures("hardnet39ds", drop_last_block, weights)
-
-
-def hardnet68ds_features(
-    weights: str | Path | None = None, drop_last_block: bool = False
-) -> HarDNetFeatures:
-    """HarDNet-68DS trunk: 128, 320, 640, 1024 channels at strides 4, 8, 16, 32.
-
-    With ``drop_last_block=True``: 128, 320, 640, 640 (see the module docstring).
-    """
-    return HarDNetFeatures("hardnet68ds", drop_last_block, weights)
-
-
 def hardnet39ds(num_classes: int = 1000) -> HarDNet:
     return HarDNet("hardnet39ds", num_classes)
 
 
 def hardnet68ds(num_classes: int = 1000) -> HarDNet:
     return HarDNet("hardnet68ds", num_classes)
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors or PyTorch checkpoint file, never unpickling arbitrary objects.
-
-    A ``state_dict``/``model`` entry (training checkpoints) is unwrapped and a ``module.``
-    prefix (DataParallel) removed.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state: Mapping = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state.get(key), Mapping):
-            state = state[key]
-    return {_unprefixed(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def _unprefixed(key: str, prefix: str = "module.") -> str:
-    # str.removeprefix is Python 3.9+; JetPack 5 is 3.8.
-    return key[len(prefix) :] if key.startswith(prefix) else key
-
-
-def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:
-    """Load an ImageNet checkpoint into a backbone; return the file's keys it did not use.
-
-    Keys the backbone lacks (the classifier head, dropped layers) are skipped; every weight
-    the backbone has must be in the file, and shapes must agree, or this raises.
-    """
-    result = module.load_state_dict(read_state_dict(path), strict=False)
-    # Checkpoints older than PyTorch 0.4.1 have no BN step counters; they are not weights.
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(
-            f"{path} lacks {len(missing)} of the backbone's weights, e.g. {missing[:3]}; "
-            "is it a checkpoint of this backbone?"
-        )
-    return list(result.unexpected_keys)

@@ -20,35 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet
-from torchvision.models._utils import IntermediateLayerGetter
 
 from seg_ros.compat import zip_strict
-from seg_ros.models.common import ConvBNReLU, pad_to_multiple
-from seg_ros.models.hardnet import HarDNetFeatures, load_backbone_weights
+from seg_ros.models.backbones import hardnet39ds_features, resnet_features
+from seg_ros.models.common import ConvBNReLU, TrainOutput, pad_to_multiple
 
 WIDTHS = (64, 128, 256, 512)  # decoder widths at strides 4, 8, 16, 32, for every backbone
-
-
-class ResNetFeatures(IntermediateLayerGetter):
-    """torchvision ResNet trunk returning ``[C2, C3, C4, C5]``.
-
-    Parameter names are torchvision's, so its ImageNet state dicts load (``fc`` is skipped).
-    """
-
-    def __init__(self, depth: int = 18, weights: str | Path | None = None) -> None:
-        builders = {18: resnet.resnet18, 50: resnet.resnet50, 101: resnet.resnet101}
-        if depth not in builders:
-            raise ValueError(f"no ResNet-{depth}; choose from {sorted(builders)}")
-        net = builders[depth](weights=None)
-        super().__init__(net, {f"layer{i}": f"c{i + 1}" for i in range(1, 5)})
-        expansion = 1 if depth == 18 else 4
-        self.channels = [c * expansion for c in (64, 128, 256, 512)]
-        if weights is not None:
-            load_backbone_weights(self, weights)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(super().forward(x).values())
 
 
 class Transfer(nn.Sequential):
@@ -94,29 +71,19 @@ class SharedResidualBlock(nn.Module):
 
 
 class RGPNet(nn.Module):
-    """RGPNet with a ResNet (``"resnet18"``, ``"resnet50"``, ``"resnet101"``) or
-    ``"hardnet39ds"`` encoder; returns N x C x H x W logits in train and eval mode.
+    """RGPNet around a given encoder.
 
-    ``backbone_weights``: a user-given ImageNet checkpoint (safetensors or .pth, read with
-    ``weights_only=True``) for the encoder; nothing is ever downloaded.
+    ``backbone`` returns its maps at strides 4, 8, 16, 32 and lists their widths in
+    ``channels`` (``backbones.ResNetFeatures``, ``backbones.HarDNetFeatures``). Returns N x C x
+    H x W logits in eval mode and ``TrainOutput(logits)`` in training mode (no aux head).
     """
 
     output_stride = 32
 
-    def __init__(
-        self,
-        num_classes: int = 19,
-        backbone: str = "resnet18",
-        backbone_weights: str | Path | None = None,
-    ) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int = 19) -> None:
         super().__init__()
         self.num_classes = num_classes
-        if backbone.startswith("resnet") and backbone[6:].isdigit():
-            self.backbone = ResNetFeatures(int(backbone[6:]), backbone_weights)
-        elif backbone == "hardnet39ds":
-            self.backbone = HarDNetFeatures("hardnet39ds", weights=backbone_weights)
-        else:
-            raise ValueError(f"unknown RGPNet backbone {backbone!r}")
+        self.backbone = backbone
         w2, w3, w4, w5 = WIDTHS
         self.transfer = nn.ModuleList(
             Transfer(c, w) for c, w in zip_strict(self.backbone.channels, WIDTHS)
@@ -132,7 +99,7 @@ class RGPNet(nn.Module):
                     # torchvision's ResNet init, so encoder and decoder start at one scale.
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | TrainOutput:
         h, w = x.shape[-2:]
         features = self.backbone(pad_to_multiple(x, self.output_stride))
         t2, t3, t4, t5 = (t(c) for t, c in zip_strict(self.transfer, features))
@@ -144,20 +111,50 @@ class RGPNet(nn.Module):
         logits = F.interpolate(
             self.classifier(d2), scale_factor=4.0, mode="bilinear", align_corners=False
         )
-        return logits[..., :h, :w]
+        logits = logits[..., :h, :w]
+        return TrainOutput(logits) if self.training else logits
 
 
-def rgpnet_resnet18(num_classes: int = 19, **options: object) -> RGPNet:
-    return RGPNet(num_classes, "resnet18", **options)
+def rgpnet_resnet18(num_classes: int = 19, *, backbone_weights: str | Path | None = None) -> RGPNet:
+    """RGPNet-R18, the papers' main variant (17.8M parameters with 11 classes).
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given torchvision ImageNet ResNet-18 state dict for the
+            encoder (safetensors or .pth); never downloaded.
+    """
+    return RGPNet(resnet_features(18, backbone_weights), num_classes)
 
 
-def rgpnet_resnet50(num_classes: int = 19, **options: object) -> RGPNet:
-    return RGPNet(num_classes, "resnet50", **options)
+def rgpnet_resnet50(num_classes: int = 19, *, backbone_weights: str | Path | None = None) -> RGPNet:
+    """RGPNet-R50.
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given torchvision ImageNet ResNet-50 state dict.
+    """
+    return RGPNet(resnet_features(50, backbone_weights), num_classes)
 
 
-def rgpnet_resnet101(num_classes: int = 19, **options: object) -> RGPNet:
-    return RGPNet(num_classes, "resnet101", **options)
+def rgpnet_resnet101(
+    num_classes: int = 19, *, backbone_weights: str | Path | None = None
+) -> RGPNet:
+    """RGPNet-R101 (50.1M parameters with 19 classes).
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given torchvision ImageNet ResNet-101 state dict.
+    """
+    return RGPNet(resnet_features(101, backbone_weights), num_classes)
 
 
-def rgpnet_hardnet39ds(num_classes: int = 19, **options: object) -> RGPNet:
-    return RGPNet(num_classes, "hardnet39ds", **options)
+def rgpnet_hardnet39ds(
+    num_classes: int = 19, *, backbone_weights: str | Path | None = None
+) -> RGPNet:
+    """RGPNet with a HarDNet-39DS encoder (9.4M parameters with 65 classes).
+
+    Args:
+        num_classes: output classes.
+        backbone_weights: a user-given ImageNet checkpoint of the reference HarDNet-39DS.
+    """
+    return RGPNet(hardnet39ds_features(backbone_weights), num_classes)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg_ros.metrics import ConfusionMatrix
+from seg_ros.models.common import as_train_output
 from seg_ros.training.datasets import SegmentationDataset
 
 
@@ -23,9 +24,8 @@ def _logits(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) ->
         x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
     ):
         out = model(x)
-    if isinstance(out, (tuple, list)):  # a model left in training mode: (main, aux, ...)
-        out = out[0]
-    return out.float()
+    # A model left in training mode returns a TrainOutput.
+    return as_train_output(out).logits.float()
 
 
 @torch.no_grad()

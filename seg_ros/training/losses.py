@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg_ros.labels import IGNORE_INDEX
+from seg_ros.models.common import TrainOutput, as_train_output
 
 
 def enet_class_weights(pixel_counts: Sequence[int] | np.ndarray, c: float = 1.02) -> torch.Tensor:
@@ -229,8 +230,8 @@ class RegionMutualInformation(nn.Module):
 class SegmentationLoss(nn.Module):
     """Sum of main-output losses plus weighted auxiliary-output losses.
 
-    Models return a tensor, or (main, aux, ...) in training mode; aux outputs are scored with
-    ``aux_losses`` (the same losses as the main output when not given).
+    Takes a model's ``TrainOutput`` (or bare logits); its aux output, where the model has one,
+    is scored with ``aux_losses`` (the same losses as the main output when not given).
     """
 
     def __init__(
@@ -244,13 +245,11 @@ class SegmentationLoss(nn.Module):
         self.aux_losses = nn.ModuleList(aux_losses or main_losses)
         self.aux_weight = aux_weight
 
-    def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor):
-        if isinstance(outputs, torch.Tensor):
-            outputs = (outputs,)
-        main, *aux = outputs
-        loss = sum(f(main, target) for f in self.main_losses)
-        for a in aux:
-            loss = loss + self.aux_weight * sum(f(a, target) for f in self.aux_losses)
+    def forward(self, outputs: torch.Tensor | TrainOutput, target: torch.Tensor):
+        out = as_train_output(outputs)
+        loss = sum(f(out.logits, target) for f in self.main_losses)
+        if out.aux is not None:
+            loss = loss + self.aux_weight * sum(f(out.aux, target) for f in self.aux_losses)
         return loss
 
 

@@ -103,7 +103,7 @@ class TorchBackend(Backend):
 
             model = copy.deepcopy(network)
         if not cuda and sampled_deform:
-            from seg_ros.inference.deform import replace_deform_convs
+            from seg_ros.models.deform import replace_deform_convs
 
             replaced = replace_deform_convs(model)
             if replaced:
@@ -116,9 +116,13 @@ class TorchBackend(Backend):
         self.autocast = self.dtype == torch.bfloat16 and not cuda and not bf16_weights
         if self.dtype != torch.float32 and not self.autocast:
             model = model.to(self.dtype)
-            kept = _keep_fp32_where_unsupported(model, self.torch_device, self.dtype)
-            if kept:
-                self.notes["fp32_modules"] = kept
+            if not cuda:
+                from seg_ros.models.deform import keep_deform_convs_fp32
+
+                # torchvision's CPU deform_conv2d has no reduced-precision kernel.
+                kept = keep_deform_convs_fp32(model, self.dtype)
+                if kept:
+                    self.notes["fp32_modules"] = ", ".join(kept)
         if self.dtype != torch.float32:
             self.notes["reduced_precision"] = "autocast" if self.autocast else "weights converted"
         for p in model.parameters():
@@ -182,27 +186,3 @@ def argmax_labels(logits: Any) -> np.ndarray:
         x = logits[0]
         labels = x.argmax(0).to(torch.uint8)
         return labels.cpu().numpy()
-
-
-def _keep_fp32_where_unsupported(model: Any, device: Any, dtype: Any) -> str:
-    """Run modules that have no reduced-precision kernel in fp32, casting at their borders.
-
-    torchvision's CPU deform_conv2d has no bf16 kernel (DESANet's spatial path); the rest of the
-    network still runs in ``dtype``.
-    """
-    from torchvision.ops import DeformConv2d
-
-    if device.type == "cuda":
-        return ""
-    names = []
-    for name, module in model.named_modules():
-        if isinstance(module, DeformConv2d):
-            module.float()
-            module.register_forward_pre_hook(_to_float32)
-            module.register_forward_hook(lambda _m, _i, out, d=dtype: out.to(d))
-            names.append(name)
-    return ", ".join(names)
-
-
-def _to_float32(_module: Any, args: tuple) -> tuple:
-    return tuple(a.float() for a in args)
