@@ -248,7 +248,8 @@ class NodeProcess:
 
 # ---------------------------------------------------------------- segmentation node helpers
 
-OUTPUTS = ("labels", "color", "overlay")
+OUTPUTS = ("labels", "color", "overlay")  # on by default: what roundtrip waits for
+COLLECTED = (*OUTPUTS, "confidence")
 
 
 def scene(height: int = 90, width: int = 120, seed: int = 0) -> np.ndarray:
@@ -291,7 +292,9 @@ def raw_image(height: int, width: int, encoding: str, step: int, data: bytes, fr
 
 
 class NodeUnderTest:
-    """A segmentation node process plus the probe's ends of its topics."""
+    """A segmentation node process, and its other side: the package's own client
+    (``ros/client.py``) in this process, kept at Fast DDS' defaults as a user's camera and
+    viewer are. Every output and diagnostics message is collected as it arrives."""
 
     def __init__(
         self,
@@ -302,32 +305,37 @@ class NodeUnderTest:
         namespace: str,
         camera: bool = True,
     ) -> None:
-        """``camera``: the probe also publishes images (best effort) to the node's input;
+        """``camera``: the client also publishes images (best effort) to the node's input;
         False leaves the input to other processes."""
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CompressedImage, Image
+        from seg_ros.ros.client import SegmentationClient
+        from seg_ros.ros.contract import status_name
 
         self.probe = probe
         self.process = NodeProcess(name, params, log_dir, namespace=namespace)
         self.fqn = self.process.fqn
-        self.status_name = f"{self.fqn.lstrip('/')}: segmentation"
-        topic = self.process.topic
-        self.outputs = {o: probe.collect(Image, topic(f"segmentation/{o}")) for o in OUTPUTS}
-        self.diagnostics = probe.collect(DiagnosticArray, "/diagnostics")
+        self.status_name = status_name(self.fqn)
+        self.outputs = {o: Collector() for o in COLLECTED}
+        self.diagnostics = Collector()
+        self.client = SegmentationClient(
+            namespace=namespace,
+            node_name=f"{name}_peer",
+            outputs=COLLECTED,
+            input_qos="sensor_data",
+            decode=False,
+            publish_frames=camera,
+            tune_dds=False,
+            on_output_msg=lambda output, msg: self.outputs[output](msg),
+            on_diagnostics_msg=self.diagnostics,
+        )
         self.image_pub = self.compressed_pub = None
         if camera:
-            self.image_pub = probe.publisher(Image, topic("image"), qos_profile_sensor_data)
-            self.compressed_pub = probe.publisher(
-                CompressedImage, topic("image/compressed"), qos_profile_sensor_data
-            )
+            from sensor_msgs.msg import CompressedImage, Image
+
+            self.image_pub = self.client.publishers[Image]
+            self.compressed_pub = self.client.publishers[CompressedImage]
 
     def close(self) -> int:
-        for collector in (*self.outputs.values(), self.diagnostics):
-            self.probe.uncollect(collector)
-        for pub in (self.image_pub, self.compressed_pub):
-            if pub is not None:
-                self.probe.node.destroy_publisher(pub)
+        self.client.close()
         return self.process.stop()
 
     # -- diagnostics

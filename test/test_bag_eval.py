@@ -118,6 +118,54 @@ def test_report_contents(data, tmp_path: Path) -> None:
     assert len(rows) == 1 + FRAMES
 
 
+def test_calibration_against_a_softmax_computed_here(data, tmp_path: Path) -> None:
+    """ECE and the coverage table of the report, recomputed from the same pipeline's logits
+    pixel by pixel (frames are at the network's size, so nothing is resized)."""
+    from seg_ros.inference import Pipeline
+    from seg_ros.training.datasets import camvid
+
+    out = tmp_path / "report"
+    report = run(data["mcap_kilted"], out, "--samples", "0", weights=data["weights"])
+    calibration = report["accuracy"]["calibration"]
+    pipeline = Pipeline(weights=str(data["weights"]))
+    levels, right, kept_truth, kept_pred = [], [], [], []
+    for image, truth in camvid(data["root"], "val"):
+        logits = pipeline.logits(np.ascontiguousarray(image))
+        z = logits[0] - logits[0].max(0)
+        p = np.exp(z).max(0) / np.exp(z).sum(0)
+        valid = truth != 255
+        levels.append(np.rint(p * 255)[valid])
+        right.append((logits[0].argmax(0) == truth)[valid])
+        kept_truth.append(truth[valid])
+        kept_pred.append(logits[0].argmax(0)[valid])
+    level, correct = np.concatenate(levels), np.concatenate(right)
+    confidence = level / 255.0
+    which = np.minimum((confidence * 15).astype(int), 14)
+    ece = sum(
+        (which == b).mean() * abs(correct[which == b].mean() - confidence[which == b].mean())
+        for b in range(15)
+        if (which == b).any()
+    )
+    assert calibration["ece"] == pytest.approx(ece, abs=1e-5)
+    assert calibration["pixels"] == level.size
+    rows = {r["threshold"]: r for r in calibration["coverage"]}
+    assert rows[0.0]["miou"] == pytest.approx(report["accuracy"]["miou"], abs=1e-6)
+    assert rows[0.0]["coverage"] == 1.0
+    for threshold, row in rows.items():
+        keep = level >= np.ceil(threshold * 255 - 1e-9)
+        assert row["coverage"] == pytest.approx(keep.mean(), abs=1e-6), threshold
+        expected = correct[keep].mean() if keep.any() else None  # nothing kept: no figure
+        assert row["pixel_accuracy"] == pytest.approx(expected, abs=1e-6), threshold
+    assert "## Confidence" in (out / "report.md").read_text()
+    assert (out / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    plain = run(data["mcap_kilted"], tmp_path / "plain", "--samples", "0", "--no-calibration",
+                weights=data["weights"])  # fmt: skip
+    assert "calibration" not in plain["accuracy"]
+    assert plain["accuracy"]["miou"] == report["accuracy"]["miou"]
+    assert not (tmp_path / "plain" / "calibration.png").exists()
+
+
 def test_without_labels_only_latency(data, tmp_path: Path) -> None:
     report = run(data["sqlite3_kilted"], tmp_path / "r", "--no-labels", "--limit", "2",
                  weights=data["weights"])  # fmt: skip

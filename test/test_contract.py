@@ -16,7 +16,9 @@ def test_names_users_spell() -> None:
         "segmentation/labels",
         "segmentation/color",
         "segmentation/overlay",
+        "segmentation/confidence",
     ]
+    assert contract.OUTPUTS_ON_BY_DEFAULT == ("labels", "color", "overlay")
     assert (
         contract.status_name("/front/segmentation_node") == "front/segmentation_node: segmentation"
     )

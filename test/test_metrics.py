@@ -1,4 +1,4 @@
-"""The confusion-matrix metrics against a matrix built by hand."""
+"""The confusion-matrix and calibration metrics against figures worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seg_ros.metrics import ConfusionMatrix
+from seg_ros.metrics import CalibrationMeter, ConfusionMatrix
 
 
 def test_iou_against_a_hand_built_matrix() -> None:
@@ -56,3 +56,44 @@ def test_merge_adds_counts() -> None:
     assert a.matrix.tolist() == [[1, 1, 0], [0, 1, 0]]
     with pytest.raises(ValueError, match="differ"):
         a.update(torch.tensor([0, 1]), torch.tensor([0]))
+
+
+def test_ece_by_hand() -> None:
+    # 4 pixels at confidence 1.0, 3 right (bin 14: accuracy 3/4, confidence 1.0); 4 pixels at
+    # 0.4 (level 102), 2 right (bin 6: accuracy 1/2, confidence 0.4). ECE = 0.5 * 0.25 + 0.5 *
+    # 0.1 = 0.175.
+    truth = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    prediction = np.array([0, 0, 0, 1, 1, 1, 0, 0])
+    confidence = np.array([255] * 4 + [102] * 4, np.uint8)
+    meter = CalibrationMeter(2)
+    meter.update(prediction, confidence, truth)
+    assert meter.ece() == pytest.approx(0.175, abs=1e-9)
+    bins = meter.reliability()
+    assert bins[14]["accuracy"] == 0.75 and bins[6]["accuracy"] == 0.5
+    assert bins[6]["confidence"] == pytest.approx(0.4) and bins[0]["share"] == 0.0
+
+
+def test_perfectly_calibrated_is_zero_and_ignored_pixels_do_not_count() -> None:
+    truth = np.array([0, 1, 255, 255])
+    meter = CalibrationMeter(2)
+    meter.update(np.array([0, 1, 0, 1]), np.array([255, 255, 3, 3], np.uint8), truth)
+    assert meter.pixels == 2 and meter.ece() == 0.0
+    assert math.isnan(CalibrationMeter(2).ece())
+
+
+def test_coverage_table_keeps_the_pixels_at_or_above_each_threshold() -> None:
+    truth = np.array([0, 0, 1, 1])
+    prediction = np.array([0, 1, 1, 0])
+    confidence = np.array([230, 100, 204, 51], np.uint8)  # 0.9, 0.39, 0.8, 0.2
+    meter = CalibrationMeter(2)
+    meter.update(prediction, confidence, truth)
+    rows = {r["threshold"]: r for r in meter.coverage_table((0.0, 0.5, 0.8, 0.95))}
+    assert rows[0.0]["coverage"] == 1.0 and rows[0.0]["pixel_accuracy"] == 0.5
+    # at 0.5 and at exactly 0.8 (level 204) the two right pixels stay: both classes perfect
+    assert rows[0.5]["coverage"] == 0.5 and rows[0.5]["miou"] == 1.0
+    assert rows[0.8]["coverage"] == 0.5
+    assert rows[0.95]["coverage"] == 0.0 and rows[0.95]["miou"] is None
+    # the full-coverage row is the plain confusion matrix's mIoU
+    plain = ConfusionMatrix(2)
+    plain.update(prediction, truth)
+    assert rows[0.0]["miou"] == pytest.approx(plain.miou())

@@ -264,6 +264,7 @@ def _has_cuda() -> bool:
             marks=pytest.mark.skipif(_has_cuda(), reason="a CUDA device is present"),
         ),
         ({"overlay_alpha": 1.5}, "out of range"),
+        ({"min_confidence": -0.2}, "out of range"),
         ({"input_transport": "theora"}, "input_transport 'theora'"),
         ({"input_qos": "fast"}, "input_qos 'fast'"),
         ({"diagnostics_period": 0.0}, "out of range"),
@@ -323,6 +324,55 @@ def test_disabled_outputs_are_not_published(node) -> None:
         assert probe.set_parameters(node.fqn, {"publish_color": True})[0].successful
     wait_for(lambda: probe.node.count_publishers(topic) == 1, what="color to be advertised again")
     node.roundtrip(image_msg(scene(H, W), "rgb8", "color_back"))
+
+
+def test_confidence_output_and_min_confidence(node, weights) -> None:
+    """segmentation/confidence is off by default; on, it is mono8 with the frame's header and
+    equals the pipeline's softmax confidence; min_confidence marks the less certain pixels
+    255 in the labels. Both apply without a rebuild."""
+    from seg_ros.inference import Pipeline
+
+    probe = node.probe
+    topic = node.process.topic("segmentation/confidence")
+    assert probe.node.count_publishers(topic) == 0
+    rgb = scene(H, W, seed=8)
+    local = Pipeline(weights=weights["full"], confidence=True)(rgb)
+    try:
+        assert probe.set_parameters(node.fqn, {"publish_confidence": True})[0].successful
+        wait_for(lambda: probe.node.count_publishers(topic) == 1, what="confidence advertised")
+        msg = image_msg(rgb, "rgb8", "conf_on", stamp=(77, 5))
+        out = node.roundtrip(msg, ("labels", "confidence"))
+        conf = out["confidence"]
+        assert conf.encoding == "mono8" and (conf.height, conf.width) == (H, W)
+        assert conf.header.frame_id == "conf_on" and conf.header.stamp.sec == 77
+        confidence = to_array(conf)
+        diff = np.abs(confidence.astype(int) - local.confidence.astype(int))
+        assert diff.max() <= 2, diff.max()
+        # Just above the most confident pixel every label goes; just below the least
+        # confident one none does. At the network's size labels and confidence are the same
+        # pixels (no resizing); a mono8 level L is a probability within half a step of L/255.
+        lowest, highest = int(confidence.min()), int(confidence.max())
+        for threshold, masked in (((highest + 0.5) / 255, True), ((lowest - 0.5) / 255, False)):
+            assert probe.set_parameters(
+                node.fqn, {"min_confidence": threshold, "output_resolution": "network"}
+            )[0].successful
+            out = node.roundtrip(
+                image_msg(rgb, "rgb8", f"conf_min_{masked}"), ("labels", "confidence")
+            )
+            labels, level = to_array(out["labels"]), to_array(out["confidence"]).astype(int)
+            assert labels.shape == NETWORK_SIZE
+            below, above = level <= threshold * 255 - 0.5, level >= threshold * 255 + 0.5
+            assert (below if masked else above).all(), (threshold, np.unique(level))
+            assert (labels[below] == 255).all() and (labels[above] != 255).all()
+    finally:
+        probe.set_parameters(
+            node.fqn,
+            {"publish_confidence": False, "min_confidence": 0.0, "output_resolution": "input"},
+        )
+    wait_for(lambda: probe.node.count_publishers(topic) == 0, what="confidence unadvertised")
+    out = node.roundtrip(image_msg(rgb, "rgb8", "conf_off"))
+    assert 255 not in np.unique(to_array(out["labels"]))
+    assert "building a new pipeline" not in node.process.log()
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -415,7 +465,7 @@ def test_model_hot_swap_while_frames_flow(swap_node, weights) -> None:
             node.fqn, {"model": "desanet", "variant": "", "weights": ""}, atomically=True
         )
         assert result.successful, result.reason
-        node.wait_status(lambda s, v: v.get("Model") == "desanet", what="desanet", timeout=90)
+        node.wait_status(lambda s, v: v.get("Model") == "desanet", what="desanet", timeout=180)
         n = len(collected(node.outputs["labels"], "swap_"))
         wait_for(lambda: len(collected(node.outputs["labels"], "swap_")) > n + 2, what="outputs")
         # And back, all at once.

@@ -274,16 +274,17 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
         def prepare(self, array, color_order):
             return (array, color_order)
 
-        def infer(self, prepared):
-            return prepared
+        def infer(self, prepared, want_confidence):
+            return (*prepared, want_confidence)
 
         def finish(self, staged, want_color, want_overlay):
-            array, _ = staged
+            array, _, want_confidence = staged
             labels = np.zeros(array.shape[:2], np.uint8)
             return SimpleNamespace(
                 labels=labels,
                 color=array if want_color else None,
                 overlay=array if want_overlay else None,
+                confidence=labels + 200 if want_confidence else None,
                 timings={"inference": 4.0},
             )
 
@@ -305,8 +306,13 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
     published = {}
     frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
     assert set(published) == {"labels", "overlay"} and published["labels"].shape == (4, 6)
+    assert job.staged[2] is False  # no confidence computed while nobody subscribes to it
+    job = frames.infer(frame, pipeline, wanted=["labels", "confidence"])
+    published.clear()
+    frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
+    assert set(published) == {"labels", "confidence"} and published["confidence"].max() == 200
     counts = frames.counts()
-    assert (counts.processed, counts.idle, counts.bad_inputs) == (1, 2, 1)
+    assert (counts.processed, counts.idle, counts.bad_inputs) == (2, 2, 1)
     assert counts.last_bad_input == "truncated image"
     assert frames.latency.percentiles("inference")["p50"] == 4.0
     assert frames.latency.percentiles("stamp_to_publish") is None  # unset stamp: no figure

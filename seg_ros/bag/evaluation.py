@@ -17,7 +17,7 @@ import numpy as np
 from seg_ros.bag.io import BagError, BagMessage, BagReader, decode_label, format_stamp
 from seg_ros.bag.matching import DuplicateStampError, StampJoin
 from seg_ros.labels import IGNORE_INDEX
-from seg_ros.metrics import ConfusionMatrix
+from seg_ros.metrics import CalibrationMeter, ConfusionMatrix
 
 
 @dataclass
@@ -55,6 +55,7 @@ class ClassInfo:
 class _Pending:
     prediction: np.ndarray
     record: FrameRecord
+    confidence: np.ndarray | None = None
 
 
 class BagEvaluation:
@@ -68,6 +69,8 @@ class BagEvaluation:
         self.classes = classes
         self.label_topic = label_topic
         self.cm = ConfusionMatrix(classes.num_classes)
+        # Fed where the predictions come with a per-pixel confidence (mono8).
+        self.calibration = CalibrationMeter(classes.num_classes)
         self.records: list[FrameRecord] = []
         self.samples: dict[int, Sample] = {}
         count = max(1, frame_count)
@@ -98,9 +101,11 @@ class BagEvaluation:
         latency_ms: dict[str, float],
         time_s: float,
         image: np.ndarray | None = None,
+        confidence: np.ndarray | None = None,
     ) -> None:
         """One frame's predicted class ids (at the frame's size) and its stage latencies; the
-        frame's RGB ``image`` when ``wants_sample(index)`` said so."""
+        frame's RGB ``image`` when ``wants_sample(index)`` said so; its mono8 ``confidence``
+        (the winning class's probability x 255) when the model gave one."""
         record = FrameRecord(index, stamp, time_s, dict(latency_ms))
         with self._lock:
             self.records.append(record)
@@ -110,9 +115,10 @@ class BagEvaluation:
                 self.samples[index] = Sample(index, stamp, image, prediction)
             if self.label_topic is None:
                 return
-            label = self._pair(lambda: self._join.add_a(stamp, _Pending(prediction, record)))
+            pending = _Pending(prediction, record, confidence)
+            label = self._pair(lambda: self._join.add_a(stamp, pending))
             if label is not None:
-                self._score(stamp, _Pending(prediction, record), label)
+                self._score(stamp, pending, label)
 
     def _pair(self, add: Any) -> Any:
         try:
@@ -139,6 +145,14 @@ class BagEvaluation:
                 "labels are for another label set"
             )
         self.cm.update(prediction, label)
+        if pending.confidence is not None:
+            if pending.confidence.shape != prediction.shape:
+                raise BagError(
+                    f"the confidence of the frame stamped {format_stamp(stamp)} is "
+                    f"{pending.confidence.shape[1]}x{pending.confidence.shape[0]}, its labels "
+                    f"{prediction.shape[1]}x{prediction.shape[0]}"
+                )
+            self.calibration.update(prediction, pending.confidence, label)
         pending.record.labelled = True
         for sample in self.samples.values():
             if sample.stamp_ns == stamp:
@@ -164,7 +178,10 @@ class BagEvaluation:
 
         if self.label_topic is None or self.labelled_frames == 0:
             return None
-        return report(self.cm, self.classes.names)
+        figures = report(self.cm, self.classes.names)
+        if self.calibration.pixels:
+            figures["calibration"] = self.calibration.summary()
+        return figures
 
     def sample_list(self) -> list[Sample]:
         return sorted(self.samples.values(), key=lambda s: s.index)

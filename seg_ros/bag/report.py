@@ -70,6 +70,9 @@ def write_report(
     if accuracy:
         plot_iou(accuracy, out / "iou.png")
         files["iou_plot"] = "iou.png"
+    if accuracy and accuracy.get("calibration"):
+        plot_calibration(accuracy["calibration"], out / "calibration.png")
+        files["calibration_plot"] = "calibration.png"
     if samples:
         plot_samples(samples, palette, out / "samples.png", overlay_alpha)
         files["samples_plot"] = "samples.png"
@@ -155,6 +158,25 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["## Per-class IoU", "", "| class | IoU % |", "| --- | ---: |"]
         lines += [f"| {name} | {_pct(v)} |" for name, v in accuracy["iou"].items()]
         lines.append("")
+    calibration = (accuracy or {}).get("calibration")
+    if calibration:
+        lines += [
+            "## Confidence",
+            "",
+            f"Expected calibration error {_pct(calibration['ece'])} % ({calibration['bins']} "
+            f"bins, {calibration['pixels']} labelled pixels). A threshold keeps the pixels whose "
+            "winning class has at least that softmax probability (the node's `min_confidence`);"
+            " mIoU is over the pixels kept.",
+            "",
+            "| min_confidence | coverage % | mIoU % | pixel accuracy % |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['threshold']:.2f} | {_pct(r['coverage'])} | {_pct(r['miou'])} | "
+            f"{_pct(r['pixel_accuracy'])} |"
+            for r in calibration["coverage"]
+        ]
+        lines.append("")
     latency = summary.get("latency_ms", {})
     if latency:
         lines += ["## Latency (ms)", "", *_latency_table(latency), ""]
@@ -174,6 +196,7 @@ def markdown(summary: dict[str, Any]) -> str:
     images = [
         ("latency_plot", "Latency"),
         ("iou_plot", "Per-class IoU"),
+        ("calibration_plot", "Calibration and coverage"),
         ("samples_plot", "Samples"),
     ]
     for key, title in images:
@@ -302,6 +325,50 @@ def plot_iou(accuracy: dict[str, Any], path: Path) -> None:
     ax.set_xlim(0, 110)
     ax.set_xlabel("IoU (%)")
     ax.set_title("per-class IoU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_calibration(calibration: dict[str, Any], path: Path) -> None:
+    """Reliability diagram (accuracy per confidence bin against the diagonal) and mIoU against
+    coverage over the thresholds."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    bins = [b for b in calibration["reliability"] if b["accuracy"] is not None]
+    width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+    left.bar(
+        [b["low"] for b in bins],
+        [b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="k",
+        color="tab:blue",
+        label="accuracy",
+    )
+    left.plot([0, 1], [0, 1], "k--", label="calibrated")
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.set_xlabel("confidence (winning class's softmax probability)")
+    left.set_ylabel("pixel accuracy")
+    left.set_title(f"reliability, ECE {100 * (calibration['ece'] or 0):.2f} %")
+    left.legend(loc="upper left", fontsize="small")
+    rows = [r for r in calibration["coverage"] if r["miou"] is not None]
+    right.plot(
+        [100 * r["coverage"] for r in rows], [100 * r["miou"] for r in rows], "o-", color="tab:red"
+    )
+    for r in rows:
+        right.annotate(
+            f"{r['threshold']:.2f}",
+            (100 * r["coverage"], 100 * r["miou"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize="small",
+        )
+    right.set_xlabel("coverage (% of labelled pixels kept)")
+    right.set_ylabel("mIoU over the kept pixels (%)")
+    right.set_title("mIoU against coverage (labels: min_confidence)")
+    right.invert_xaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,11 @@ class PipelineConfig:
     input_size: tuple[int, int] | None = None
     output_resolution: str = "input"  # "input" | "network"
     overlay_alpha: float = 0.5
+    # Per-pixel confidence: the winning class's softmax probability, computed where the logits
+    # are. ``confidence`` returns it (SegmentationResult.confidence); pixels below
+    # ``min_confidence`` are labelled 255 (unlabeled). Both apply from the next frame.
+    confidence: bool = False
+    min_confidence: float = 0.0
     num_classes: int | None = None  # random init only (default 19, cityscapes palette)
     # torch backend only: "off", "inductor" (torch.compile) or "inductor-freezing" (weights
     # frozen into the graph). Compiled models must pass the parity check or the build fails.
@@ -127,6 +133,7 @@ SINGLE_FIELD_CHECKS = (
     "compile",
     "device",
     "overlay_alpha",
+    "min_confidence",
     "trt_workspace_mb",
 )
 CHOICES = {
@@ -150,9 +157,12 @@ def _device_problem(value: object) -> str | None:
     return _not_allowed("device", value, ["cpu", "cuda", "cuda:N", "gpu", "gpu.N", "npu"])
 
 
-def _alpha_problem(value: object) -> str | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-    return None if ok else f"overlay_alpha must be in [0, 1], got {value!r}"
+def _unit_interval(name: str) -> Callable[[object], str | None]:
+    def problem(value: object) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        return None if ok else f"{name} must be in [0, 1], got {value!r}"
+
+    return problem
 
 
 def _workspace_problem(value: object) -> str | None:
@@ -168,7 +178,8 @@ def _workspace_problem(value: object) -> str | None:
 _FIELD_CHECKS = {
     "model": _model_problem,
     "device": _device_problem,
-    "overlay_alpha": _alpha_problem,
+    "overlay_alpha": _unit_interval("overlay_alpha"),
+    "min_confidence": _unit_interval("min_confidence"),
     "trt_workspace_mb": _workspace_problem,
 }
 

@@ -37,6 +37,7 @@ from seg_ros.inference.parity import (
     require,
     synthetic_scene,
 )
+from seg_ros.labels import IGNORE_INDEX
 from seg_ros.models.registry import is_default_variant
 from seg_ros.weights import WeightsError, WeightsMetadata
 
@@ -51,6 +52,8 @@ class SegmentationResult:
     color: np.ndarray | None  # HxWx3 uint8 RGB (None when not requested)
     overlay: np.ndarray | None  # HxWx3 uint8 RGB (None when not requested)
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, inference, ...
+    # HxW uint8, the winning class's softmax probability x 255 (config.confidence, else None)
+    confidence: np.ndarray | None = None
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Staged:
     t2: float = 0.0
     t_labels: float = 0.0
     labels: np.ndarray | None = None  # network-size labels, after infer
+    confidence: np.ndarray | None = None  # network-size mono8 confidence (config.confidence)
 
 
 class Pipeline:
@@ -269,11 +273,22 @@ class Pipeline:
         frame.t1 = time.perf_counter()
         return frame
 
-    def infer(self, frame: Staged) -> Staged:
-        """Stage 2: the network and the argmax (network-size labels)."""
+    def infer(self, frame: Staged, want_confidence: bool | None = None) -> Staged:
+        """Stage 2: the network and the argmax (network-size labels); the confidence too
+        where it is asked for (``want_confidence``, default ``config.confidence``) or
+        thresholded (``config.min_confidence``): it needs the logits, which end here."""
         logits = self.backend.infer(frame.batch)
         frame.t2 = time.perf_counter()
-        frame.labels = self.backend.labels(logits)
+        labels = self.backend.labels(logits)
+        threshold = float(self.config.min_confidence)
+        wanted = self.config.confidence if want_confidence is None else want_confidence
+        if wanted or threshold > 0:
+            probability = self.backend.confidence(logits)
+            if threshold > 0:
+                labels = np.where(probability < threshold, IGNORE_INDEX, labels).astype(np.uint8)
+            if wanted:
+                frame.confidence = postprocess.confidence_u8(probability)
+        frame.labels = labels
         frame.t_labels = time.perf_counter()
         frame.batch = None  # the runtime's buffer may be reused by the next frame
         return frame
@@ -284,8 +299,11 @@ class Pipeline:
         """Stage 3: labels at the output size, colour mask, overlay."""
         t2 = time.perf_counter()
         image, order, small, labels = frame.image, frame.order, frame.small, frame.labels
+        confidence = frame.confidence
         if self.config.output_resolution == "input":
             labels = postprocess.resize_labels(labels, image.shape[:2])
+            if confidence is not None:
+                confidence = postprocess.resize_confidence(confidence, image.shape[:2])
             base = small if image.shape[:2] == self.input_size else None
         else:
             base = small
@@ -307,7 +325,7 @@ class Pipeline:
             "postprocess": post * 1e3,
             "total": ((frame.t1 - frame.t0) + (frame.t2 - frame.t1) + post) * 1e3,
         }
-        return SegmentationResult(labels, color, overlay, timings)
+        return SegmentationResult(labels, color, overlay, timings, confidence)
 
     def warmup(self, iterations: int = 2) -> None:
         """Run a few synthetic frames so lazy initialisation (oneDNN primitives, cuDNN

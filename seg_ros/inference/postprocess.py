@@ -59,3 +59,30 @@ def argmax_nchw(logits: np.ndarray) -> np.ndarray:
         np.copyto(best, planes[c], where=better)
         index[better] = c
     return index
+
+
+def max_softmax_nchw(logits: np.ndarray) -> np.ndarray:
+    """1xCxHxW float -> HxW float32, the largest softmax probability of each pixel.
+
+    ``max_c softmax = 1 / sum_c exp(l_c - max l)``: one exp per class plane, no CxHxW
+    probability tensor.
+    """
+    planes = np.asarray(logits[0], np.float32)
+    top = planes.max(0)
+    total = np.zeros_like(top)
+    for plane in planes:
+        total += np.exp(plane - top)
+    return 1.0 / total
+
+
+def confidence_u8(probability: np.ndarray) -> np.ndarray:
+    """HxW probabilities in [0, 1] -> mono8, 255 = 1.0 (rounded)."""
+    return np.clip(np.rint(probability * 255.0), 0, 255).astype(np.uint8)
+
+
+def resize_confidence(confidence: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a mono8 confidence map to (height, width): it is a continuous map."""
+    h, w = size
+    if confidence.shape[:2] == (h, w):
+        return confidence
+    return cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)

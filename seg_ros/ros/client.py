@@ -1,6 +1,6 @@
 """The other side of the segmentation node: publish frames to it, collect its results and
-its status. The one client of the node: seg-demo, seg-bag-eval's live replay and the node
-benchmarks act as camera and consumer through it.
+its status. The one client of the node: seg-demo, seg-bag-eval's live replay, the node
+benchmarks and the tests act as camera and consumer through it.
 
 Results are grouped by the frame's header (frame_id and stamp, which the node copies to every
 output), so a frame's labels, colour mask and overlay arrive together in one ``Result``.
@@ -20,7 +20,7 @@ from seg_ros.ros.contract import (
     COMPRESSED_INPUT_TOPIC,
     DIAGNOSTICS_TOPIC,
     INPUT_TOPIC,
-    OUTPUT_NAMES,
+    OUTPUTS_ON_BY_DEFAULT,
     output_topic,
 )
 
@@ -48,7 +48,7 @@ class SegmentationClient:
         self,
         namespace: str = "/",
         node_name: str = "seg_client",
-        outputs: tuple[str, ...] = OUTPUT_NAMES,
+        outputs: tuple[str, ...] = OUTPUTS_ON_BY_DEFAULT,
         transport: str = "raw",
         compressed_format: str = "jpeg",
         on_result: Callable[[Result], None] | None = None,
@@ -56,11 +56,18 @@ class SegmentationClient:
         input_qos: str = "reliable",
         output_depth: int = 10,
         decode: bool = True,
+        publish_frames: bool = True,
+        tune_dds: bool = True,
+        on_output_msg: Callable[[str, Any], None] | None = None,
+        on_diagnostics_msg: Callable[[Any], None] | None = None,
     ) -> None:
         """``input_qos``: ``reliable`` (nothing lost on the way; a best-effort node input still
         matches) or ``sensor_data`` (what a camera driver offers: the replay of a recording).
         ``output_depth``: outputs kept per topic while a callback runs. ``decode``: results
-        hold arrays (True) or the output messages themselves."""
+        hold arrays (True) or the output messages themselves. ``publish_frames=False``: only
+        a consumer (the camera is another process). ``tune_dds=False``: this process keeps
+        Fast DDS' defaults, as a user's camera or viewer has them. ``on_output_msg(name, msg)``
+        and ``on_diagnostics_msg(array)`` see every message as it arrives, before grouping."""
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage, Image
@@ -75,6 +82,7 @@ class SegmentationClient:
         self.on_result = on_result
         self.diagnostics_name = diagnostics_name
         self.decode = decode
+        self.on_output_msg, self.on_diagnostics_msg = on_output_msg, on_diagnostics_msg
         self._pending: dict[tuple[str, int], Result] = {}
         self._lock = threading.Lock()
         self.results = 0
@@ -82,7 +90,8 @@ class SegmentationClient:
         self.diagnostics_level: bytes | None = None
         self.diagnostics_message = ""
         self.diagnostics_received_ns: int | None = None  # monotonic clock of the last status
-        apply_fastdds_profile()  # our input frames are large reliable samples too
+        if tune_dds:
+            apply_fastdds_profile()  # our input frames are large reliable samples too
         self._ros = BackgroundNode(node_name, namespace)
         self.node = self._ros.node
         qos = qos_profile_sensor_data
@@ -90,12 +99,18 @@ class SegmentationClient:
             qos = QoSProfile(
                 history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE
             )
-        if transport == "compressed":
-            self.publisher = self.node.create_publisher(
-                CompressedImage, COMPRESSED_INPUT_TOPIC, qos
-            )
-        else:
-            self.publisher = self.node.create_publisher(Image, INPUT_TOPIC, qos)
+        # Both input transports: publish_msg sends an Image or a CompressedImage as it comes.
+        self.publishers: dict[type, Any] = {}
+        if publish_frames:
+            self.publishers = {
+                Image: self.node.create_publisher(Image, INPUT_TOPIC, qos),
+                CompressedImage: self.node.create_publisher(
+                    CompressedImage, COMPRESSED_INPUT_TOPIC, qos
+                ),
+            }
+        self.publisher = self.publishers.get(
+            CompressedImage if transport == "compressed" else Image
+        )
         out_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=output_depth,
@@ -130,21 +145,21 @@ class SegmentationClient:
         return stamp.nanoseconds
 
     def publish_msg(self, msg: Any) -> None:
-        """Publish a ready Image / CompressedImage (its header set by the caller)."""
-        self.publisher.publish(msg)
+        """Publish a ready Image or CompressedImage (its header set by the caller) on the input
+        topic of its type, whatever ``transport`` says."""
+        self.publishers[type(msg)].publish(msg)
 
     def ready(self) -> bool:
         """The node subscribes to our frames and publishes every output we listen to."""
-        if self.publisher.get_subscription_count() == 0:
+        if self.publisher is not None and self.publisher.get_subscription_count() == 0:
             return False
         return all(s.get_publisher_count() > 0 for s in self.subscriptions.values())
 
     def describe_matching(self) -> str:
         """Who is matched, for an error message: subscribers of our input, output publishers."""
         outputs = ", ".join(f"{n} {s.get_publisher_count()}" for n, s in self.subscriptions.items())
-        return (
-            f"subscribers: {self.publisher.get_subscription_count()}; output publishers: {outputs}"
-        )
+        subscribers = self.publisher.get_subscription_count() if self.publisher else "-"
+        return f"subscribers: {subscribers}; output publishers: {outputs}"
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
         deadline = time.monotonic() + timeout
@@ -156,6 +171,8 @@ class SegmentationClient:
 
     def _on_output(self, name: str, msg: Any) -> None:
         arrived = time.time_ns()  # first thing: the arrival time is the measurement
+        if self.on_output_msg is not None:
+            self.on_output_msg(name, msg)
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         key = (msg.header.frame_id, stamp)
         value = msg
@@ -180,6 +197,8 @@ class SegmentationClient:
             self.on_result(result)
 
     def _on_diagnostics(self, msg: Any) -> None:
+        if self.on_diagnostics_msg is not None:
+            self.on_diagnostics_msg(msg)
         for status in msg.status:
             if self.diagnostics_name is None or status.name == self.diagnostics_name:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}

@@ -16,8 +16,11 @@ OUTPUTS = {
     "labels": ("segmentation/labels", "mono8", "publish_labels"),
     "color": ("segmentation/color", "rgb8", "publish_color"),
     "overlay": ("segmentation/overlay", "rgb8", "publish_overlay"),
+    # the winning class's softmax probability x 255; off by default (it costs a softmax)
+    "confidence": ("segmentation/confidence", "mono8", "publish_confidence"),
 }
 OUTPUT_NAMES = tuple(OUTPUTS)
+OUTPUTS_ON_BY_DEFAULT = ("labels", "color", "overlay")
 # Logged (ERROR) when the first pipeline cannot be built; the node then waits for parameters.
 START_FAILURE = "cannot build the pipeline"
 

@@ -85,7 +85,10 @@ class FrameProcessor:
             return None
         t1 = time.perf_counter()
         order = "bgr" if image.color_order == "bgr" else "rgb"
-        staged = pipeline.infer(pipeline.prepare(image.array, color_order=order))
+        staged = pipeline.infer(
+            pipeline.prepare(image.array, color_order=order),
+            want_confidence="confidence" in wanted,
+        )
         return Job(frame, pipeline, staged, wanted, (t1 - t0) * 1e3)
 
     def finish(
@@ -101,7 +104,12 @@ class FrameProcessor:
             job.staged, want_color="color" in job.wanted, want_overlay="overlay" in job.wanted
         )
         t2 = time.perf_counter()
-        arrays = {"labels": result.labels, "color": result.color, "overlay": result.overlay}
+        arrays = {
+            "labels": result.labels,
+            "color": result.color,
+            "overlay": result.overlay,
+            "confidence": result.confidence,
+        }
         for name in job.wanted:
             if arrays.get(name) is not None:
                 publish(name, arrays[name])

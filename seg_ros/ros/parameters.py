@@ -56,6 +56,7 @@ PIPELINE_PARAMS = (
     "trt_workspace_mb",
     "output_resolution",
     "overlay_alpha",
+    "min_confidence",
 )
 
 
@@ -158,6 +159,20 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour mask)."),
     ParamSpec("publish_overlay", True, "Publish segmentation/overlay (rgb8 image + mask)."),
     ParamSpec(
+        "publish_confidence",
+        False,
+        "Publish segmentation/confidence (mono8: the winning class's softmax probability "
+        "x 255, computed while subscribed).",
+    ),
+    ParamSpec(
+        "min_confidence",
+        _default("min_confidence"),
+        "Pixels whose winning class has a lower softmax probability are labelled 255 "
+        "(unlabeled) in labels, color and overlay. 0 = off.",
+        float_range=(0.0, 1.0),
+        live=True,
+    ),
+    ParamSpec(
         "input_transport",
         "raw",
         "raw: subscribe to 'image' (sensor_msgs/Image); compressed: 'image/compressed'.",
@@ -247,7 +262,8 @@ class _SettingsMethods:
             # One side 0 follows the other (the weights' aspect ratio): `ros2 param set` and
             # `ros2 param load` change one parameter at a time.
             size = (int(self.input_height), int(self.input_width))
-        values["overlay_alpha"] = float(values["overlay_alpha"])
+        for name in ("overlay_alpha", "min_confidence"):
+            values[name] = float(values[name])
         return PipelineConfig(**values, input_size=size)
 
 

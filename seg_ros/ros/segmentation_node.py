@@ -535,6 +535,7 @@ class SegmentationNode(LifecycleNode):
         # effect from the next frame without a rebuild.
         if pipeline is not None:
             pipeline.config.overlay_alpha = float(self._settings.overlay_alpha)
+            pipeline.config.min_confidence = float(self._settings.min_confidence)
             pipeline.config.output_resolution = self._settings.output_resolution
 
     def _announce(self, pipeline: Pipeline) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("report")
     g.add_argument("--out", type=Path, help="report folder (default: <bag>_<mode>_eval)")
     g.add_argument("--samples", type=int, default=6, help="sample frames in samples.png (6)")
+    g.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the per-pixel confidence (ECE, mIoU against coverage): latency without "
+        "the softmax it costs",
+    )
     g.add_argument("--output-bag", type=Path, help="also write the bag with the outputs added")
     g.add_argument("--output-storage", choices=sorted(STORAGES), help="(default: the input's)")
     g.add_argument(
@@ -138,13 +143,24 @@ def check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from seg_ros.bag.evaluation import BagEvaluation, FrameSource
     from seg_ros.bag.io import BagError, BagReader, BagWriter, BagWriterThread, copy_bag
+    from seg_ros.bag.live import run_live
+    from seg_ros.bag.offline import run_offline
     from seg_ros.bag.report import write_report
+    from seg_ros.bag.selection import (
+        check_class_count,
+        choose_image_topic,
+        choose_label_topic,
+        labels_never_paired,
+        output_topics,
+        storage_of,
+    )
 
     with BagReader(args.bag, args.ros_distro) as reader:
         info = reader.seg_ros_info()
-        label_topic = choose_label_topic(reader, args, info)
-        image_topic = choose_image_topic(reader, args, info, label_topic)
-        pipeline = build_pipeline(args) if args.mode == "offline" else None
+        label_topic = choose_label_topic(reader, info, args.label_topic, args.no_labels)
+        image_topic = choose_image_topic(reader, info, label_topic, args.image_topic)
+        calibrate = label_topic is not None and not args.no_calibration
+        pipeline = build_pipeline(args, calibrate) if args.mode == "offline" else None
         classes, model = (
             classes_of_pipeline(pipeline) if pipeline else classes_for_live(args, info, label_topic)
         )
@@ -179,8 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if pipeline is not None:
                 figures = run_offline(pipeline, source, evaluation, writer, outputs)
             else:
-                figures = run_live(args, source, evaluation, writer, outputs, classes, out_dir)
-            if labels_never_paired(label_topic, evaluation, figures):
+                figures = run_live(
+                    live_run(args, calibrate), source, evaluation, writer, outputs, classes,
+                    out_dir,
+                )  # fmt: skip
+            if labels_never_paired(label_topic, evaluation, figures["frames"]["out"]):
                 raise BagError(
                     f"none of the {evaluation.labels_read()} labels on {label_topic} has "
                     f"the stamp of a frame on {image_topic}; labels are paired with frames "
@@ -204,14 +223,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def labels_never_paired(label_topic: str | None, evaluation: Any, figures: dict) -> bool:
-    """Labels were read and frames answered, yet no label met its frame: the stamps differ,
-    which is a recording problem to report, not an mIoU of nothing."""
-    return bool(
-        label_topic
-        and evaluation.labels_read()
-        and not evaluation.labelled_frames
-        and figures["frames"]["out"]
+def live_run(args: argparse.Namespace, confidence: bool = False) -> Any:
+    """The live options; a node started here gets the model options given on the command line."""
+    from seg_ros.bag.live import LiveRun
+
+    node_params: dict[str, Any] = {}
+    if not args.node_running:
+        node_params = node_params_from_args(args)
+        node_params.setdefault("model", model_from_args(args))
+    return LiveRun(
+        node_running=args.node_running,
+        confidence=confidence,
+        namespace=args.namespace,
+        node_name=args.node_name,
+        node_params=node_params,
+        rate_factor=args.rate_factor,
+        startup_timeout=args.startup_timeout,
+        drain_timeout=args.drain_timeout,
     )
 
 
@@ -230,6 +258,7 @@ def make_summary(
 ) -> dict[str, Any]:
     """Everything report.json holds, before the report's own files are added."""
     from seg_ros.bag.report import latency_summary
+    from seg_ros.bag.selection import recorded_fps, storage_of
 
     notes = list(figures.pop("notes", []))
     unpaired = source.labels_without_frame()
@@ -274,54 +303,12 @@ def make_summary(
     return summary
 
 
-def storage_of(reader: Any) -> str:
-    storage = reader.storage
-    return storage if storage in ("sqlite3", "mcap") else "mcap"
-
-
-def recorded_fps(frames: int, duration_s: float) -> float | None:
-    return round((frames - 1) / duration_s, 3) if frames > 1 and duration_s > 0 else None
-
-
-def choose_label_topic(reader: Any, args: argparse.Namespace, info: dict[str, str]) -> str | None:
-    from seg_ros.bag.io import IMAGE
-
-    if args.no_labels:
-        return None
-    if args.label_topic:
-        return reader.resolve_topic(args.label_topic, (IMAGE,), "label")
-    recorded = info.get("label_topic")
-    if recorded:
-        return reader.resolve_topic(recorded, (IMAGE,), "label (named in the bag's metadata)")
-    return None
-
-
-def choose_image_topic(
-    reader: Any, args: argparse.Namespace, info: dict[str, str], label_topic: str | None
-) -> str:
-    from seg_ros.bag.io import IMAGE_TYPES, BagError
-
-    if args.image_topic:
-        topic = reader.resolve_topic(args.image_topic, IMAGE_TYPES, "image")
-    elif info.get("image_topic"):
-        topic = reader.resolve_topic(info["image_topic"], IMAGE_TYPES, "image (bag metadata)")
-    else:
-        candidates = [t for t in reader.image_topics() if t != label_topic]
-        if len(candidates) != 1:
-            raise BagError(
-                f"{reader.path} has {len(candidates)} image topics besides the labels; pass "
-                f"--image-topic. Its topics:\n{reader.describe_topics()}"
-            )
-        topic = candidates[0]
-    if topic == label_topic:
-        raise BagError(f"{topic} cannot be both the image and the label topic")
-    return topic
-
-
-def build_pipeline(args: argparse.Namespace) -> Any:
+def build_pipeline(args: argparse.Namespace, confidence: bool = False) -> Any:
     from seg_ros.inference.pipeline import Pipeline
 
-    pipeline = Pipeline(config_from_args(args))
+    config = config_from_args(args)
+    config.confidence = confidence
+    pipeline = Pipeline(config)
     pipeline.warmup()
     return pipeline
 
@@ -385,231 +372,6 @@ def classes_for_live(
         )
     generic = generic_label_set(255)
     return ClassInfo(list(generic.classes), [list(c) for c in generic.palette]), model
-
-
-def check_class_count(classes: Any, info: dict[str, str], label_topic: str | None) -> None:
-    from seg_ros.bag.io import BagError
-
-    recorded = info.get("num_classes")
-    if label_topic and recorded and int(recorded) != classes.num_classes:
-        raise BagError(
-            f"the bag's labels are {info.get('dataset', '?')} ids ({recorded} classes), but the "
-            f"model predicts {classes.num_classes} classes ({classes.dataset or '?'}); use "
-            "weights trained on that label set, or --no-labels for latency only"
-        )
-
-
-def output_topics(prefix: str, reader: Any) -> dict[str, str]:
-    from seg_ros.bag.io import BagError
-
-    if not prefix.startswith("/"):
-        raise BagError(f"--output-prefix must start with '/', got {prefix!r}")
-    topics = {name: f"{prefix.rstrip('/')}/{name}" for name in ("labels", "color", "overlay")}
-    clash = [t for t in topics.values() if t in reader.topics]
-    if clash:
-        raise BagError(f"the bag already has {', '.join(clash)}; choose another --output-prefix")
-    return topics
-
-
-# ---------------------------------------------------------------- offline
-
-
-def run_offline(
-    pipeline: Any, source: Any, evaluation: Any, writer: Any, outputs: dict[str, str] | None
-) -> dict[str, Any]:
-    from seg_ros.bag.io import decode_frame
-
-    start = time.perf_counter()
-    frames = 0
-    sizes: set[tuple[int, int]] = set()
-    for index, message in source:
-        t0 = time.perf_counter()
-        decoded = decode_frame(message)
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        sizes.add((decoded.height, decoded.width))
-        order = "bgr" if decoded.color_order == "bgr" else "rgb"
-        result = pipeline(
-            decoded.array,
-            color_order=order,
-            want_color=writer is not None,
-            want_overlay=writer is not None,
-        )
-        t = result.timings
-        latency = {
-            "decode": decode_ms,
-            "preprocess": t["preprocess"],
-            "inference": t["inference"],
-            "postprocess": t["postprocess"],
-            "end_to_end": decode_ms + t["total"],
-        }
-        image = decoded.rgb() if evaluation.wants_sample(index) else None
-        evaluation.add_prediction(
-            index, message.stamp_ns, result.labels, latency, source.time_s(message), image
-        )
-        if writer is not None:
-            stamp, frame_id, log = message.stamp_ns, message.frame_id, message.log_time_ns
-            writer.write_image(outputs["labels"], log, result.labels, "mono8", stamp, frame_id)
-            writer.write_image(outputs["color"], log, result.color, "rgb8", stamp, frame_id)
-            writer.write_image(outputs["overlay"], log, result.overlay, "rgb8", stamp, frame_id)
-        frames += 1
-    seconds = time.perf_counter() - start
-    totals = [r.latency_ms["end_to_end"] for r in evaluation.records]
-    notes = []
-    if sizes and sizes != {tuple(pipeline.input_size)}:
-        h, w = pipeline.input_size
-        notes.append(
-            f"frames are resized to the network input {h}x{w} (h x w) and the labels resized back "
-            "(nearest); seg-eval runs each frame at its own size unless given --input-size"
-        )
-    return {
-        "frames": {"in": frames, "out": frames, "dropped": 0},
-        "latency_definition": "bag message to labels: decode + preprocess + inference + "
-        "postprocess, in this process",
-        "fps": {
-            "wall": round(frames / seconds, 3) if seconds > 0 else None,
-            "pipeline": round(1000 * len(totals) / sum(totals), 3) if totals else None,
-        },
-        "notes": notes,
-        "seconds": round(seconds, 3),
-    }
-
-
-# ---------------------------------------------------------------- live
-
-
-def run_live(
-    args: argparse.Namespace,
-    source: Any,
-    evaluation: Any,
-    writer: Any,
-    outputs: dict[str, str] | None,
-    classes: Any,
-    out_dir: Path,
-) -> dict[str, Any]:
-    from seg_ros.bag.io import COMPRESSED, BagError, decode_frame
-    from seg_ros.image_codec import decode_image_msg
-    from seg_ros.ros.bag_replay import ReplayFrame, ReplayOptions, replay
-    from seg_ros.ros.contract import NodeStatus
-
-    node_params: dict[str, Any] = {}
-    if not args.node_running:
-        node_params = node_params_from_args(args)
-        node_params.setdefault("model", model_from_args(args))
-        node_params.setdefault("output_resolution", "input")  # scored at the frames' size
-        node_params.setdefault("diagnostics_period", 0.5)
-    wanted = ("labels", "color", "overlay") if writer is not None else ("labels",)
-    recorded = recorded_fps(source.reader.counts[source.image_topic], source.reader.duration_s)
-    # The node's diagnostics then warn when it cannot keep up with the replay.
-    node_params.setdefault("target_rate", round((recorded or 0.0) * args.rate_factor, 3))
-    options = ReplayOptions(
-        start_node=not args.node_running,
-        namespace=args.namespace,
-        node_name=args.node_name if args.node_running else "seg_bag_eval_node",
-        node_params=node_params,
-        outputs=wanted,
-        rate_factor=args.rate_factor,
-        startup_timeout=args.startup_timeout,
-        drain_timeout=args.drain_timeout,
-        log_dir=out_dir,
-    )
-    first_log: list[int] = []
-
-    def frames() -> Any:
-        for index, message in source:
-            if not first_log:
-                first_log.append(message.log_time_ns)
-            yield ReplayFrame(
-                index,
-                message.log_time_ns,
-                message.stamp_ns,
-                message.frame_id,
-                message.msg,
-                message.msgtype == COMPRESSED,
-            )
-
-    def on_output(out: Any) -> None:
-        frame = out.frame
-        labels = decode_image_msg(out.messages["labels"]).array
-        if not frame.compressed and labels.shape != (int(frame.msg.height), int(frame.msg.width)):
-            raise BagError(
-                f"the node's labels are {labels.shape[1]}x{labels.shape[0]}, not the frame's "
-                f"{frame.msg.width}x{frame.msg.height}; set its output_resolution to input"
-            )
-        latency = {"end_to_end": (out.received_ns - out.sent_ns) / 1e6}
-        image = None
-        if evaluation.wants_sample(frame.index):
-            from seg_ros.bag.io import BagMessage
-
-            msgtype = COMPRESSED if frame.compressed else "sensor_msgs/msg/Image"
-            image = decode_frame(BagMessage(source.image_topic, msgtype, 0, frame.msg)).rgb()
-        time_s = (frame.log_time_ns - first_log[0]) / 1e9
-        evaluation.add_prediction(frame.index, frame.stamp_ns, labels, latency, time_s, image)
-        if writer is not None:
-            # Logged when the robot would have had it: the frame's time plus the latency seen.
-            log = frame.log_time_ns + (out.received_ns - out.sent_ns)
-            writer.write_image(
-                outputs["labels"], log, labels, "mono8", frame.stamp_ns, frame.frame_id
-            )
-            for name in ("color", "overlay"):
-                array = decode_image_msg(out.messages[name]).array
-                writer.write_image(
-                    outputs[name], log, array, "rgb8", frame.stamp_ns, frame.frame_id
-                )
-
-    stats = replay(frames(), options, on_output)
-    diagnostics = stats.diagnostics or {}
-    status = NodeStatus(diagnostics)
-    node_classes = status.model.get("num_classes")
-    if node_classes and node_classes.isdigit() and int(node_classes) != classes.num_classes:
-        raise BagError(
-            f"the node predicts {node_classes} classes ({status.model.get('dataset', '?')}), but "
-            f"the evaluation assumed {classes.num_classes}; pass the node's --weights"
-        )
-    received = stats.received
-    span = (
-        (stats.last_received_ns - stats.first_received_ns) / 1e9
-        if received > 1 and stats.last_received_ns and stats.first_received_ns
-        else 0.0
-    )
-    notes = []
-    if stats.sent > received:
-        notes.append(
-            f"{stats.sent - received} of {stats.sent} frames got no output (the node drops stale "
-            "frames when it is slower than the replay); accuracy is over the frames answered"
-        )
-    if diagnostics:
-        notes.append(
-            f"the node's own counters and latencies include the {stats.warmup_frames} warm-up "
-            "frame(s) sent before the replay, and cover its last latency window only"
-        )
-    if stats.late:
-        notes.append(f"{stats.late} output(s) came after --drain-timeout and count as dropped")
-    return {
-        "frames": {"in": stats.sent, "out": received, "dropped": stats.sent - received},
-        "latency_definition": "frame stamp (set by the replayer at publish) to the labels' "
-        "arrival, one clock",
-        "fps": {
-            "input": round((stats.sent - 1) / stats.send_span_s, 3) if stats.send_span_s else None,
-            "output": round((received - 1) / span, 3) if span > 0 else None,
-        },
-        "notes": notes,
-        "live": {
-            "rate_factor": args.rate_factor,
-            "node": "running" if args.node_running else "started",
-            "namespace": stats.namespace,
-            "node_name": stats.node_name,
-            "node_params": node_params,
-            "outputs": list(wanted),
-            "warmup_frames": stats.warmup_frames,
-            "late_outputs": stats.late,
-            "node_log": stats.node_log,
-            "node_exit_code": stats.node_exit_code,
-            "node_latency_ms": status.latencies(),
-            "node_counters": status.counters,
-            "node_diagnostics": diagnostics,
-        },
-        "model_from_node": status.model,
-    }
 
 
 def print_summary(summary: dict[str, Any]) -> None:

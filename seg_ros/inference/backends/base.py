@@ -90,6 +90,16 @@ class Backend(ABC):
     def to_numpy(self, logits: Any) -> np.ndarray:
         """``infer``'s output as a float32 NxCxHxW numpy array (for parity checks)."""
 
+    def confidence(self, logits: Any) -> np.ndarray:
+        """The winning class's softmax probability per pixel: HxW float32 in (0, 1].
+
+        CPU runtimes hand numpy logits already; a GPU backend overrides it to reduce on the
+        device and copy back one plane instead of C.
+        """
+        from seg_ros.inference.postprocess import max_softmax_nchw
+
+        return max_softmax_nchw(self.to_numpy(logits))
+
     def describe(self) -> dict[str, str]:
         return {
             "backend": self.name,

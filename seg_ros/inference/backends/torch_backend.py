@@ -172,6 +172,13 @@ class TorchBackend(Backend):
     def to_numpy(self, logits: Any) -> np.ndarray:
         return logits.float().cpu().numpy()
 
+    def confidence(self, logits: Any) -> np.ndarray:
+        import torch
+
+        # On the logits' device: only the HxW plane is copied back from a GPU.
+        with torch.inference_mode():
+            return logits[0].float().softmax(0).amax(0).cpu().numpy()
+
 
 def argmax_labels(logits: Any) -> np.ndarray:
     """1xCxHxW logits -> HxW uint8 class ids, computed where the logits are (on the GPU for
