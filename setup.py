@@ -92,6 +92,7 @@ setup(
             "seg-make-bag = seg_ros.tools.make_bag:main",
             "seg-models = seg_ros.tools.models:main",
             "seg-node-bench = seg_ros.tools.node_bench:main",
+            "seg-cameras-bench = seg_ros.tools.cameras_bench:main",
             "seg-dds-bench = seg_ros.tools.dds_bench:main",
             "seg-quantize = seg_ros.tools.quantize:main",
             "seg-gpu-check = seg_ros.tools.gpu_check:main",

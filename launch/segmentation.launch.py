@@ -3,6 +3,7 @@
     ros2 launch seg_ros segmentation.launch.py model:=fplnet
     ros2 launch seg_ros segmentation.launch.py image_topic:=/camera/image_raw use_rviz:=true
     ros2 launch seg_ros segmentation.launch.py params_file:=my.yaml namespace:=front
+    ros2 launch seg_ros segmentation.launch.py cameras:=front,left,right   # one node, 3 cameras
 
 Parameters come from ``params_file`` (config/segmentation.yaml by default); the model
 arguments override it only when given, so a params file that picks rgpnet is not silently
@@ -43,6 +44,7 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("weights", default_value="", description="seg_ros .safetensors weights (empty: params file / shipped)"),  # noqa: E501
         DeclareLaunchArgument("image_topic", default_value="image", description="camera topic (sensor_msgs/Image); <image_topic>/compressed for compressed input"),  # noqa: E501
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of relative topics)"),  # noqa: E501
+        DeclareLaunchArgument("cameras", default_value="", description="several cameras into one node: front,left,right -> <camera>/image in, <camera>/segmentation/* out (empty: params file / one camera on image_topic)"),  # noqa: E501
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "segmentation.yaml"]), description="parameter YAML"),  # noqa: E501
         DeclareLaunchArgument("use_rviz", default_value="false", description="also start RViz with config/segmentation.rviz"),  # noqa: E501
         DeclareLaunchArgument("rviz_config", default_value=PathJoinSubstitution([share, "config", "segmentation.rviz"]), description="RViz layout to adapt to the topics"),  # noqa: E501
@@ -67,6 +69,9 @@ def _nodes(context: LaunchContext) -> list[Node]:
     overrides = {n: ParameterValue(arg(n), value_type=str) for n in NODE_OVERRIDES if arg(n)}
     if overrides:
         parameters.append(overrides)
+    cameras = [c.strip() for c in arg("cameras").split(",") if c.strip()]
+    if cameras:
+        parameters.append({"cameras": cameras})
     image_topic, namespace = arg("image_topic"), arg("namespace")
     segmentation = Node(
         package=PACKAGE,

@@ -318,3 +318,35 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
     assert frames.latency.percentiles("stamp_to_publish") is None  # unset stamp: no figure
     frames.failed()
     assert frames.counts().inference_errors == 1
+
+
+def test_slot_group_serves_the_cameras_in_turn() -> None:
+    from seg_ros.ros.latest_frame import Frame, SlotGroup
+
+    group = SlotGroup(["front", "left", "right"])
+    served = []
+    clock = 0
+    for _ in range(3):
+        # every camera has a new frame each round, front's always a moment first: serving the
+        # oldest frame first would serve front every time
+        for name in ("front", "left", "right"):
+            clock += 1
+            group.slots[name].put(Frame(f"{name}{clock}", clock))
+        served.append(group.take(0)[0])
+    assert served == ["front", "left", "right"]
+    # the newest frame per camera, the others counted as dropped
+    name, frame = group.take(0)
+    assert name == "front" and frame.msg == "front7"
+    assert group.slots["front"].counts() == (3, 1)
+    # a camera with nothing waiting is skipped, and a slow one is not starved by a fast one
+    group = SlotGroup(["fast", "slow"])
+    order = []
+    for i in range(6):
+        group.slots["fast"].put(Frame(f"f{i}", 2 * i))
+        if i % 3 == 0:
+            group.slots["slow"].put(Frame(f"s{i}", 2 * i + 1))
+        order.append(group.take(0)[1].msg)
+    assert order == ["f0", "s0", "f2", "s3", "f4", "f5"]
+    assert group.take(0) is None  # nothing waiting: the timeout passes
+    group.close()
+    assert group.closed and group.take(0) is None

@@ -29,11 +29,20 @@ def output_topic(name: str) -> str:
     return OUTPUTS[name][0]
 
 
-def status_name(node_fqn: str) -> str:
+def status_name(node_fqn: str, camera: str = "") -> str:
     """diagnostic_updater's "<node>: <task>" with the namespace, so that two cameras' nodes
     (front/segmentation_node, rear/segmentation_node) stay apart: ``node_fqn`` is the node's
-    fully qualified name (``/front/segmentation_node``)."""
-    return f"{node_fqn.lstrip('/')}: segmentation"
+    fully qualified name (``/front/segmentation_node``). A node serving several cameras
+    (its ``cameras`` parameter) has one status per camera: ``"<node>: segmentation front"``."""
+    task = f"segmentation {camera}" if camera else "segmentation"
+    return f"{node_fqn.lstrip('/')}: {task}"
+
+
+def camera_topic(camera: str, relative: str) -> str:
+    """A topic of one camera of a multi-camera node: ``front`` + ``image`` -> ``front/image``
+    (relative, so the node's namespace applies); no camera: the topic itself."""
+    camera = camera.rstrip("/")
+    return f"{camera}/{relative}" if camera else relative
 
 
 def node_fqn(namespace: str, name: str = NODE_NAME) -> str:

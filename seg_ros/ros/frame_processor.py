@@ -25,6 +25,7 @@ class Job:
     staged: Any  # after Pipeline.infer
     wanted: list[str]
     decode_ms: float
+    camera: Any = None  # which of the node's cameras it came from (the node sets it)
 
 
 @dataclass

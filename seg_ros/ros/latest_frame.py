@@ -2,7 +2,9 @@
 
 A camera faster than the model must not build a queue: each waiting frame would add a full
 inference time to the latency of every frame behind it. The slot keeps only the newest frame;
-the one it replaces is counted as dropped.
+the one it replaces is counted as dropped. With several cameras (``SlotGroup``) each keeps its
+own slot, so a fast camera never pushes out a slow one's frame, and the one worker serves the
+cameras in turn.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ class Frame:
 
 
 class LatestFrameSlot:
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, cond: threading.Condition | None = None) -> None:
+        """``cond``: shared with the other slots of a ``SlotGroup`` (one worker waits on all)."""
+        self._cond = cond or threading.Condition()
         self._frame: Frame | None = None
         self._closed = False
         self.received = 0
@@ -63,3 +66,56 @@ class LatestFrameSlot:
     def counts(self) -> tuple[int, int]:
         with self._cond:
             return self.received, self.dropped
+
+    def peek_received_ns(self) -> int | None:
+        """When the waiting frame arrived (the caller holds the group's lock), or None."""
+        return None if self._frame is None else self._frame.received_ns
+
+
+class SlotGroup:
+    """One slot per camera and one worker: ``take`` hands out the newest frame of the camera
+    that was served least recently among those with a frame waiting, so every camera is
+    served in turn and none starves another. (Oldest-frame-first is not fair: a camera whose
+    frames always land a moment before the others' would win every round.)"""
+
+    def __init__(self, names: list[str]) -> None:
+        self._cond = threading.Condition()
+        self.slots = {name: LatestFrameSlot(self._cond) for name in names}
+        self._served = dict.fromkeys(names, 0)  # when each was last served (a take counter)
+        self._takes = 0
+        self._closed = False
+
+    def take(self, timeout: float | None = None) -> tuple[str, Frame] | None:
+        with self._cond:
+            if not self._closed and not self._waiting():
+                self._cond.wait(timeout)
+            if self._closed:
+                return None
+            waiting = self._waiting()
+            if not waiting:
+                return None
+            name = min(waiting, key=lambda n: (self._served[n], self.slots[n].peek_received_ns()))
+            self._takes += 1
+            self._served[name] = self._takes
+            frame, self.slots[name]._frame = self.slots[name]._frame, None
+            return name, frame
+
+    def _waiting(self) -> list[str]:
+        return [n for n, s in self.slots.items() if s.peek_received_ns() is not None]
+
+    def close(self) -> None:
+        for slot in self.slots.values():
+            slot.close()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        for slot in self.slots.values():
+            slot.reopen()
+        with self._cond:
+            self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -23,11 +23,13 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -44,12 +46,13 @@ from seg_ros.ros.contract import (
     NODE_NAME,
     OUTPUTS,
     START_FAILURE,
+    camera_topic,
     status_name,
 )
 from seg_ros.ros.dds_tuning import apply_fastdds_profile
 from seg_ros.ros.frame_processor import FrameProcessor, Job
 from seg_ros.ros.image_msgs import ReusedImageBuffer, decode
-from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
+from seg_ros.ros.latest_frame import Frame, LatestFrameSlot, SlotGroup
 from seg_ros.ros.parameters import (
     LIVE_PARAMS,
     REBUILD_PARAMS,
@@ -143,6 +146,47 @@ class _RosLogHandler(logging.Handler):
             self._logger.debug(text)
 
 
+CAMERAS_PARAM = "cameras"
+CAMERAS_DESCRIPTION = (
+    "Several cameras, one network: namespaces (front, left, /robot/rear); each camera's input "
+    "is <camera>/image and its outputs <camera>/segmentation/..., with its own header, "
+    "newest-frame slot and diagnostics status. Empty (default): one camera on 'image'. "
+    "Read-only: set at start."
+)
+
+
+@dataclass
+class CameraIO:
+    """One camera's side of the node: its input, its newest frame, its outputs, its counters.
+    The single-camera node has one, named ""."""
+
+    name: str
+    slot: LatestFrameSlot
+    frames: FrameProcessor
+    subscription: Any = None
+    subscription_qos: QoSProfile | None = None
+    publishers: dict[str, Any] = field(default_factory=dict)
+    buffers: dict[str, ReusedImageBuffer] = field(
+        default_factory=lambda: {name: ReusedImageBuffer() for name in OUTPUTS}
+    )
+
+    def topic(self, relative: str) -> str:
+        return camera_topic(self.name, relative)
+
+
+def check_cameras(names: list[str]) -> str | None:
+    """Why a ``cameras`` list cannot be served, or None."""
+    stripped = [n.strip("/") for n in names]
+    if any(not n for n in stripped):
+        return f"{CAMERAS_PARAM}: an empty camera name in {names}"
+    if len(set(stripped)) != len(stripped):
+        return f"{CAMERAS_PARAM}: a camera is listed twice in {names}"
+    bad = [n for n in names if not all(c.isalnum() or c in "_/" for c in n) or "//" in n]
+    if bad:
+        return f"{CAMERAS_PARAM}: {bad} are not namespaces (letters, digits, _ and /)"
+    return None
+
+
 class SegmentationNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
@@ -157,20 +201,13 @@ class SegmentationNode(LifecycleNode):
         self._internal_set = False
         self._declared = False
 
-        self._slot = LatestFrameSlot()
-        self._out_buffers = {name: ReusedImageBuffer() for name in OUTPUTS}  # worker only
         self._worker: threading.Thread | None = None
         self._finisher: threading.Thread | None = None
         # One staged frame between the inference worker and the finisher: frame N is
         # coloured and published while frame N+1 is in the network, and never more than one
         # waits (latency stays bounded, order is kept).
         self._handoff: queue.Queue[Job | None] = queue.Queue(maxsize=1)
-        self._subscription = None
-        self._subscription_qos: QoSProfile | None = None
         self._qos_timer = None
-        self._publishers_out: dict[str, Any] = {}
-
-        self._frames = FrameProcessor(decode, on_bad_input=self._log_bad_input)
 
         self._log_handler = _RosLogHandler(self.get_logger())
         package_log = logging.getLogger("seg_ros")
@@ -182,8 +219,14 @@ class SegmentationNode(LifecycleNode):
         self.add_post_set_parameters_callback(self._parameters_changed)
         for spec in SPECS:
             self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        names = self._declare_cameras()
         self._declared = True
         self._settings = self._read_settings()
+        self._group = SlotGroup(names or [""])
+        self._cameras = {
+            name: CameraIO(name, slot, FrameProcessor(decode, on_bad_input=self._log_bad_input))
+            for name, slot in self._group.slots.items()
+        }
 
         self._build_done = self.create_guard_condition(self._on_build_finished)
         # Builds requested at run time: the newest request wins, one builder thread, which
@@ -196,6 +239,28 @@ class SegmentationNode(LifecycleNode):
         self._retry_timer = None
 
     # ---------------------------------------------------------------- parameters
+
+    def _declare_cameras(self) -> list[str]:
+        """The read-only ``cameras`` list (a string array: a launch file or params YAML sets
+        it); refused at start with the reason when it cannot be served."""
+        self.declare_parameter(
+            CAMERAS_PARAM,
+            Parameter.Type.STRING_ARRAY,
+            ParameterDescriptor(description=CAMERAS_DESCRIPTION, read_only=True),
+        )
+        try:
+            names = list(self.get_parameter(CAMERAS_PARAM).value)
+        except ParameterUninitializedException:
+            return []
+        problem = check_cameras(names)
+        if problem:
+            raise InvalidParameterValueException(CAMERAS_PARAM, names, problem)
+        return names
+
+    @property
+    def cameras(self) -> list[str]:
+        """The cameras served; [""] for the single-camera node."""
+        return list(self._cameras)
 
     def _read_settings(self) -> NodeSettings:
         return NodeSettings.from_values({s.name: self.get_parameter(s.name).value for s in SPECS})
@@ -291,25 +356,28 @@ class SegmentationNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._frames.reset_rates()
+        for cam in self._cameras.values():
+            cam.frames.reset_rates()
         self._sync_publishers()
-        self._slot.reopen()
+        self._group.reopen()
         self._handoff = queue.Queue(maxsize=1)
         self._finisher = threading.Thread(
             target=self._finish_loop, args=(self._handoff,), name="seg_ros-publish", daemon=True
         )
         self._finisher.start()
         self._worker = threading.Thread(
-            target=self._work, args=(self._slot, self._handoff), name="seg_ros-inference",
+            target=self._work, args=(self._group, self._handoff), name="seg_ros-inference",
             daemon=True,
         )  # fmt: skip
         self._worker.start()
         self._subscribe()
         self._lifecycle = "active"
-        outputs = (self.resolve_topic_name(OUTPUTS[n][0]) for n in self._publishers_out)
-        self.get_logger().info(
-            f"active: {self.resolve_topic_name(self._input_topic())} -> " + ", ".join(outputs)
-        )
+        for cam in self._cameras.values():
+            outputs = (self.resolve_topic_name(cam.topic(OUTPUTS[n][0])) for n in cam.publishers)
+            self.get_logger().info(
+                f"active: {self.resolve_topic_name(self._input_topic(cam))} -> "
+                + ", ".join(outputs)
+            )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -345,64 +413,77 @@ class SegmentationNode(LifecycleNode):
             self._pipeline = self._serving = None
             self._swap_error = None
         self._builder.invalidate()
-        self._frames.latency.reset()
+        for cam in self._cameras.values():
+            cam.frames.latency.reset()
 
     # ---------------------------------------------------------------- input and output
 
-    def _input_topic(self) -> str:
+    def _input_topic(self, cam: CameraIO) -> str:
         compressed = self._settings.input_transport == "compressed"
-        return COMPRESSED_INPUT_TOPIC if compressed else INPUT_TOPIC
+        return cam.topic(COMPRESSED_INPUT_TOPIC if compressed else INPUT_TOPIC)
 
-    def _wanted_input_qos(self) -> QoSProfile:
+    def _wanted_input_qos(self, cam: CameraIO) -> QoSProfile:
         publishers = None
         if self._settings.input_qos == "auto":
-            topic = self.resolve_topic_name(self._input_topic())
+            topic = self.resolve_topic_name(self._input_topic(cam))
             publishers = self.get_publishers_info_by_topic(topic)
         return input_qos(self._settings.input_qos, publishers)
 
     def _subscribe(self) -> None:
-        msg_type = CompressedImage if self._settings.input_transport == "compressed" else Image
-        qos = self._wanted_input_qos()
-        self._subscription = self.create_subscription(
-            msg_type, self._input_topic(), self._on_image, qos
-        )
-        self._subscription_qos = qos
+        for cam in self._cameras.values():
+            self._subscribe_camera(cam)
         if self._qos_timer is None:
             self._qos_timer = self.create_timer(QOS_RECHECK_S, self._recheck_input_qos)
 
+    def _subscribe_camera(self, cam: CameraIO) -> None:
+        msg_type = CompressedImage if self._settings.input_transport == "compressed" else Image
+        qos = self._wanted_input_qos(cam)
+        cam.subscription = self.create_subscription(
+            msg_type, self._input_topic(cam), lambda msg, c=cam: self._on_image(c, msg), qos
+        )
+        cam.subscription_qos = qos
+
     def _recheck_input_qos(self) -> None:
         """input_qos auto: follow the publishers as cameras come and go."""
-        if self._subscription is None or self._settings.input_qos != "auto":
+        if self._settings.input_qos != "auto":
             return
-        wanted = self._wanted_input_qos()
-        if wanted.reliability != self._subscription_qos.reliability:
-            self.get_logger().info(
-                f"input QoS follows the publishers: now {_reliability_name(wanted)}"
-            )
-            self._unsubscribe()
-            self._subscribe()
+        for cam in self._cameras.values():
+            if cam.subscription is None:
+                continue
+            wanted = self._wanted_input_qos(cam)
+            if wanted.reliability != cam.subscription_qos.reliability:
+                self.get_logger().info(
+                    f"input QoS of {self.resolve_topic_name(self._input_topic(cam))} follows "
+                    f"the publishers: now {_reliability_name(wanted)}"
+                )
+                self.destroy_subscription(cam.subscription)
+                self._subscribe_camera(cam)
 
     def _unsubscribe(self) -> None:
         if self._qos_timer is not None:
             self.destroy_timer(self._qos_timer)
             self._qos_timer = None
-        if self._subscription is not None:
-            self.destroy_subscription(self._subscription)
-            self._subscription = None
+        for cam in self._cameras.values():
+            if cam.subscription is not None:
+                self.destroy_subscription(cam.subscription)
+                cam.subscription = None
 
     def _sync_publishers(self) -> None:
-        """Publishers exist exactly for the enabled outputs."""
+        """Publishers exist exactly for the enabled outputs, per camera."""
         with self._io_lock:
-            for name, (topic, _, flag) in OUTPUTS.items():
-                enabled = bool(getattr(self._settings, flag))
-                if enabled and name not in self._publishers_out:
-                    self._publishers_out[name] = self.create_publisher(Image, topic, OUTPUT_QOS)
-                elif not enabled and name in self._publishers_out:
-                    self.destroy_publisher(self._publishers_out.pop(name))
+            for cam in self._cameras.values():
+                for name, (topic, _, flag) in OUTPUTS.items():
+                    enabled = bool(getattr(self._settings, flag))
+                    if enabled and name not in cam.publishers:
+                        cam.publishers[name] = self.create_publisher(
+                            Image, cam.topic(topic), OUTPUT_QOS
+                        )
+                    elif not enabled and name in cam.publishers:
+                        self.destroy_publisher(cam.publishers.pop(name))
 
     def _stop_io(self) -> None:
         self._unsubscribe()
-        self._slot.close()
+        self._group.close()
         if self._worker is not None:
             self._worker.join(timeout=60)  # it hands the finisher its end marker
             self._worker = None
@@ -410,38 +491,41 @@ class SegmentationNode(LifecycleNode):
             self._finisher.join(timeout=60)
             self._finisher = None
         with self._io_lock:
-            for pub in self._publishers_out.values():
-                self.destroy_publisher(pub)
-            self._publishers_out.clear()
+            for cam in self._cameras.values():
+                for pub in cam.publishers.values():
+                    self.destroy_publisher(pub)
+                cam.publishers.clear()
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, cam: CameraIO, msg: Image | CompressedImage) -> None:
         # Only park it: decoding and inference happen on the worker.
-        self._frames.received()
-        self._slot.put(Frame(msg, time.monotonic_ns()))
+        cam.frames.received()
+        cam.slot.put(Frame(msg, time.monotonic_ns()))
 
-    def _wanted(self) -> list[str]:
+    def _wanted(self, cam: CameraIO) -> list[str]:
         with self._io_lock:
-            return [n for n, pub in self._publishers_out.items() if pub.get_subscription_count()]
+            return [n for n, pub in cam.publishers.items() if pub.get_subscription_count()]
 
-    def _work(self, slot: LatestFrameSlot, handoff: queue.Queue) -> None:
-        """Decode, preprocess and run the network; hand the frame on to the finisher."""
+    def _work(self, group: SlotGroup, handoff: queue.Queue) -> None:
+        """Decode, preprocess and run the network on the frame that waited longest (one
+        newest frame per camera); hand it on to the finisher."""
         yield_to_dds()
         try:
             while True:
-                frame = slot.take(timeout=0.5)
-                if frame is None:
-                    if slot.closed:
+                taken = group.take(timeout=0.5)
+                if taken is None:
+                    if group.closed:
                         return
                     continue
-                job = self._guarded(self._infer, frame)
+                cam = self._cameras[taken[0]]
+                job = self._guarded(self._infer, (cam, taken[1]), cam)
                 if job is _STOP:
                     return
-                if job is not None and not self._hand_on(handoff, job, slot):
+                if job is not None and not self._hand_on(handoff, job):
                     return
         finally:
-            self._hand_on(handoff, None, slot)
+            self._hand_on(handoff, None)
 
-    def _hand_on(self, handoff: queue.Queue, job: Job | None, slot: LatestFrameSlot) -> bool:
+    def _hand_on(self, handoff: queue.Queue, job: Job | None) -> bool:
         finisher = self._finisher
         while True:
             try:
@@ -458,23 +542,27 @@ class SegmentationNode(LifecycleNode):
             job = handoff.get()
             if job is None:
                 return
-            if self._guarded(self._finish, job) is _STOP:
+            if self._guarded(self._finish, job, job.camera) is _STOP:
                 return
 
-    def _guarded(self, step: Any, item: Any) -> Any:
+    def _guarded(self, step: Any, item: Any, cam: CameraIO) -> Any:
         try:
             return step(item)
         except Exception as e:  # the threads must outlive any one frame
             if not self.context.ok():
                 return _STOP  # Ctrl-C shut the context down under a publish: not a failure
-            self._frames.failed()
+            cam.frames.failed()
             self.get_logger().error(
                 f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
             )
             return None
 
-    def _infer(self, frame: Frame) -> Job | None:
-        return self._frames.infer(frame, self._pipeline, self._wanted())
+    def _infer(self, taken: tuple[CameraIO, Frame]) -> Job | None:
+        cam, frame = taken
+        job = cam.frames.infer(frame, self._pipeline, self._wanted(cam))
+        if job is not None:
+            job.camera = cam
+        return job
 
     def _log_bad_input(self, count: int, reason: str) -> None:
         self.get_logger().warning(
@@ -483,17 +571,18 @@ class SegmentationNode(LifecycleNode):
 
     def _finish(self, job: Job) -> None:
         header = job.frame.msg.header
+        cam = job.camera
 
         def publish(name: str, array: Any) -> None:
             with self._io_lock:
-                pub = self._publishers_out.get(name)
+                pub = cam.publishers.get(name)
                 if pub is not None:
                     # publish() serialises before it returns, so the buffer is free again.
-                    pub.publish(self._out_buffers[name](array, OUTPUTS[name][1], header))
+                    pub.publish(cam.buffers[name](array, OUTPUTS[name][1], header))
 
         clock = self.get_clock()
         stamp = Time.from_msg(header.stamp, clock_type=clock.clock_type).nanoseconds
-        self._frames.finish(job, publish, lambda: clock.now().nanoseconds, stamp)
+        cam.frames.finish(job, publish, lambda: clock.now().nanoseconds, stamp)
 
     # ---------------------------------------------------------------- run-time rebuilds
 
@@ -567,20 +656,23 @@ class SegmentationNode(LifecycleNode):
     # ---------------------------------------------------------------- diagnostics
 
     def _publish_diagnostics(self) -> None:
-        status = self.diagnostic_status()
-        msg = DiagnosticArray(status=[status])
+        statuses = [self.diagnostic_status(cam) for cam in self._cameras]
+        msg = DiagnosticArray(status=statuses)
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(msg)
 
-    def diagnostic_status(self) -> Any:
+    def diagnostic_status(self, camera: str = "") -> Any:
+        """The status of one camera (the only one of a single-camera node)."""
+        cam = self._cameras[camera]
+        frames = cam.frames
         s = self._settings
         now = time.monotonic()
         with self._lock:
             pipeline = self._pipeline
             load_error = self._load_error
             swap = self._swap_error
-        received, dropped = self._slot.counts()
-        counts = self._frames.counts()
+        received, dropped = cam.slot.counts()
+        counts = frames.counts()
         processed, idle = counts.processed, counts.idle
         bad, last_bad, errors = counts.bad_inputs, counts.last_bad_input, counts.inference_errors
         swap_error = None
@@ -588,11 +680,11 @@ class SegmentationNode(LifecycleNode):
             SWAP_ERROR_WARN_MIN_S, 2 * s.diagnostics_period
         ):
             swap_error = swap[0]
-        last_input = self._frames.in_rate.last()
-        out_rate, in_window, window = self._frames.out_rate.snapshot(now)
-        in_rate, _, _ = self._frames.in_rate.snapshot(now)
+        last_input = frames.in_rate.last()
+        out_rate, in_window, window = frames.out_rate.snapshot(now)
+        in_rate, _, _ = frames.in_rate.snapshot(now)
         with self._io_lock:
-            subscribers = sum(p.get_subscription_count() for p in self._publishers_out.values())
+            subscribers = sum(p.get_subscription_count() for p in cam.publishers.values())
         random_init = pipeline is not None and pipeline.random_init
         health = diagnostics.Health(
             lifecycle=self._lifecycle,
@@ -608,13 +700,13 @@ class SegmentationNode(LifecycleNode):
         level, message = diagnostics.assess(health)
 
         values = diagnostics.frequency_values(
-            out_rate, in_window, window, self._frames.out_rate.total, s.target_rate
+            out_rate, in_window, window, frames.out_rate.total, s.target_rate
         )
         values += [
             (contract.INPUT_FREQUENCY, f"{in_rate:.3f}"),
             (contract.LIFECYCLE_STATE, self._lifecycle),
-            (contract.INPUT_TOPIC_KEY, self.resolve_topic_name(self._input_topic())),
-            (contract.INPUT_QOS_KEY, self._describe_input_qos()),
+            (contract.INPUT_TOPIC_KEY, self.resolve_topic_name(self._input_topic(cam))),
+            (contract.INPUT_QOS_KEY, self._describe_input_qos(cam)),
             (contract.FRAMES_RECEIVED, str(received)),
             (contract.FRAMES_PROCESSED, str(processed)),
             (contract.FRAMES_DROPPED, str(dropped)),
@@ -624,7 +716,7 @@ class SegmentationNode(LifecycleNode):
             (contract.INFERENCE_ERRORS, str(errors)),
             (contract.SUBSCRIBERS, str(subscribers)),
         ]
-        values += diagnostics.latency_values(self._frames.latency)
+        values += diagnostics.latency_values(frames.latency)
         if pipeline is not None:
             # Model, Variant, Backend, Device, Precision, Input size (h x w), Weights, ...
             for key, value in pipeline.describe().items():
@@ -636,10 +728,11 @@ class SegmentationNode(LifecycleNode):
             (contract.BUILDING, self._describe_settings(building) if building else "no"),
             (contract.LAST_ERROR, load_error or (swap[0] if swap else "none")),
         ]
-        return diagnostics.make_status(self.status_name, s.device, level, message, values)
+        name = status_name(self.get_fully_qualified_name(), camera.strip("/"))
+        return diagnostics.make_status(name, s.device, level, message, values)
 
-    def _describe_input_qos(self) -> str:
-        qos = self._subscription_qos
+    def _describe_input_qos(self, cam: CameraIO) -> str:
+        qos = cam.subscription_qos
         chosen = _reliability_name(qos) if qos is not None else "not subscribed"
         if self._settings.input_qos == "auto":
             return f"auto: {chosen}"
@@ -669,11 +762,13 @@ def usage() -> str:
         "  -r image:=/camera/image_raw   remap the input (or any topic)",
         "  -r __ns:=/front               namespace; -r __node:=NAME renames the node",
         "  -p NAME:=VALUE                set a parameter",
+        "  -p cameras:=[front,left]      several cameras into one node (read-only; see below)",
         "  --params-file FILE            parameters from YAML (config/segmentation.yaml)",
         "  --log-level debug|info|warn|error",
         "",
         "parameters (default):",
     ]
+    lines += [f"  {CAMERAS_PARAM} (unset)", f"      {CAMERAS_DESCRIPTION}"]
     for spec in SPECS:
         default = spec.default
         shown = str(default).lower() if isinstance(default, bool) else repr(default)

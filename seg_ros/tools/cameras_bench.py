@@ -1,0 +1,196 @@
+"""seg-cameras-bench: several cameras into one node (its ``cameras`` parameter) against one
+node per camera, in the same run.
+
+    seg-cameras-bench --cameras 3 --rate 10 --seconds 30 --size 480x640
+
+Each camera is a client of its own (the package's ``ros/client.py``) publishing
+``--size`` frames at ``--rate`` Hz into ``<camera>/image`` and collecting the labels that
+come back. Printed per layout: the nodes' resident memory (summed over their processes, at
+the end of the run), frames answered per camera, and latency from the camera's stamp to the
+labels in hand (p50, p99). A benchmark, not a test: it prints figures (and JSON) and never
+fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg_ros.tools.options import add_pipeline_args, node_params_from_args, parse_size
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="seg-cameras-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--cameras", type=int, default=3, help="cameras (3)")
+    p.add_argument("--rate", type=float, default=10.0, help="each camera's rate, Hz (10)")
+    p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per layout (30)")
+    p.add_argument("--warmup", type=float, default=5.0, help="untimed seconds first (5)")
+    p.add_argument("--size", type=parse_size, default=(480, 640), help="frames, HxW (480x640)")
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=("one-node", "node-per-camera"),
+        default=["one-node", "node-per-camera"],
+    )
+    add_pipeline_args(p, engine=False, threads=False)
+    p.add_argument("--threads", type=int, default=1, help="inference threads per node (1)")
+    p.add_argument("--timeout", type=float, default=180.0, help="node start-up timeout (s)")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--log-dir", type=Path, default=Path("."), help="node logs (.)")
+    return p.parse_args(argv)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Camera:
+    def __init__(self, namespace: str, name: str) -> None:
+        from seg_ros.ros.client import SegmentationClient
+
+        self.name = name
+        self.latencies: list[float] = []
+        self.sent = 0
+        self.timing = False
+        self.client = SegmentationClient(
+            f"{namespace}/{name}",
+            f"bench_{name}",
+            outputs=("labels",),
+            decode=False,
+            on_result=self._on_result,
+        )
+
+    def _on_result(self, result: Any) -> None:
+        if self.timing and result.frame_id.startswith("t"):
+            self.latencies.append(result.latency_ms)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
+    from seg_ros.ros.node_process import NodeProcess, node_command
+    from seg_ros.tools.street_scene import synthetic_frames
+
+    names = [f"cam{i}" for i in range(args.cameras)]
+    namespace = f"/cams_bench_{os.getpid()}_{layout.replace('-', '_')}"
+    params: dict[str, Any] = {"target_rate": 0.0, "input_qos": "reliable"}
+    params.update(node_params_from_args(args))
+    params.update(publish_color=False, publish_overlay=False)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    nodes = []
+    if layout == "one-node":
+        command = node_command("seg", namespace, {**params, "cameras": names})
+        nodes.append(NodeProcess(command, args.log_dir / f"{layout}.log", env=env))
+    else:
+        for name in names:
+            command = node_command("seg", f"{namespace}/{name}", params)
+            nodes.append(NodeProcess(command, args.log_dir / f"{layout}_{name}.log", env=env))
+    cameras = [Camera(namespace, n) for n in names]
+    try:
+        for cam in cameras:
+            alive = lambda: all(n.alive() for n in nodes)  # noqa: E731
+            if not cam.client.wait_ready(args.timeout, alive):
+                tails = "\n".join(n.tail() for n in nodes)
+                raise SystemExit(f"seg-cameras-bench: {layout} did not come up:\n{tails}")
+        h, w = args.size
+        source = synthetic_frames(w, h, seed=1)
+        frames = [next(source) for _ in range(4)]
+        stop = threading.Event()
+
+        def stream() -> None:
+            n, next_t = 0, time.monotonic()
+            while not stop.is_set():
+                for cam in cameras:
+                    prefix = "t" if cam.timing else "w"
+                    cam.client.publish(frames[n % len(frames)], f"{prefix}{n}")
+                    if cam.timing:
+                        cam.sent += 1
+                n += 1
+                next_t += 1.0 / args.rate
+                stop.wait(max(0.0, next_t - time.monotonic()))
+
+        thread = threading.Thread(target=stream, daemon=True)
+        thread.start()
+        time.sleep(args.warmup)
+        for cam in cameras:
+            cam.timing = True
+        time.sleep(args.seconds)
+        for cam in cameras:
+            cam.timing = False
+        memory = sum(rss_mb(n.process.pid) for n in nodes)
+        stop.set()
+        thread.join(10)
+        time.sleep(1.0)  # outputs in flight
+    finally:
+        for cam in cameras:
+            cam.client.close()
+        for node in nodes:
+            node.stop()
+    per_camera = {
+        cam.name: {
+            "sent": cam.sent,
+            "answered": len(cam.latencies),
+            "p50_ms": _percentile(cam.latencies, 50),
+            "p99_ms": _percentile(cam.latencies, 99),
+        }
+        for cam in cameras
+    }
+    everything = [x for cam in cameras for x in cam.latencies]
+    return {
+        "layout": layout,
+        "processes": len(nodes),
+        "rss_mb": round(memory, 1),
+        "cameras": per_camera,
+        "answered_fps": round(len(everything) / args.seconds, 2),
+        "p50_ms": _percentile(everything, 50),
+        "p99_ms": _percentile(everything, 99),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.cameras < 1 or args.rate <= 0 or args.seconds <= 0:
+        print("seg-cameras-bench: --cameras, --rate, --seconds must be positive", file=sys.stderr)
+        return 2
+    results = [run_layout(layout, args) for layout in args.layouts]
+    h, w = args.size
+    print(
+        f"{args.cameras} cameras, {w}x{h} at {args.rate:g} Hz each, {args.seconds:g} s timed, "
+        f"{args.threads} inference thread(s) per node"
+    )
+    header = ("layout", "procs", "RSS MiB", "answered/sent per camera", "FPS", "p50 ms", "p99 ms")
+    print("{:<16} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*header))
+    for r in results:
+        answered = ", ".join(f"{c['answered']}/{c['sent']}" for c in r["cameras"].values())
+        row = (
+            r["layout"],
+            r["processes"],
+            f"{r['rss_mb']:.0f}",
+            answered,
+            f"{r['answered_fps']:.2f}",
+            f"{r['p50_ms'] or 0:.1f}",
+            f"{r['p99_ms'] or 0:.1f}",
+        )
+        print("{:<16} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*row))
+    if args.json:
+        figures = {"args": {**vars(args), "size": [h, w]}, "results": results}
+        args.json.write_text(json.dumps(figures, indent=1, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

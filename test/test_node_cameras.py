@@ -1,0 +1,139 @@
+"""Several cameras in one node over real DDS: each camera's outputs carry its own headers and
+never another camera's; a camera that stops goes stale in its own diagnostics status while the
+others keep being served; a cameras list the node cannot serve stops it with the reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from ros_fixtures import NodeProcess, scene, wait_for
+from weights_helpers import make_weights
+
+pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
+
+from seg_ros.ros.contract import status_name
+from seg_ros.ros.node_process import node_command, node_environment
+
+CAMERAS = ("front", "left", "right")
+STALE = b"\x03"
+
+
+@pytest.fixture(scope="module")
+def node(ros_probe, tmp_path_factory):
+    d = tmp_path_factory.mktemp("cameras")
+    weights = make_weights(d / "w.safetensors", "fplnet", "full")
+    namespace = f"/seg_cams_{os.getpid()}"
+    params = {
+        "weights": str(weights),
+        "cameras": list(CAMERAS),
+        "target_rate": 0.0,
+        "diagnostics_period": 0.5,
+        "publish_color": False,
+        "publish_overlay": False,
+    }
+    process = NodeProcess("seg_cams", params, d, namespace=namespace)
+    yield process
+    assert process.stop() == 0, process.log()[-3000:]
+
+
+class Camera:
+    """One camera's peer: publishes frames with its own frame_id prefix, collects the labels
+    that come back on its own namespace (the package's client)."""
+
+    def __init__(self, namespace: str, camera: str, node_fqn: str) -> None:
+        from seg_ros.ros.client import SegmentationClient
+
+        self.name = camera
+        self.results: list = []
+        self.sent: dict[str, int] = {}
+        self.client = SegmentationClient(
+            namespace=f"{namespace}/{camera}",
+            node_name=f"peer_{camera}",
+            outputs=("labels",),
+            decode=False,
+            tune_dds=False,
+            on_result=self.results.append,
+            diagnostics_name=status_name(node_fqn, camera),
+        )
+
+    def publish(self, frame_id: str) -> None:
+        self.sent[frame_id] = self.client.publish(scene(60, 80, seed=len(self.sent)), frame_id)
+
+
+def stream(cameras: list[Camera], stop: threading.Event, rate: float = 5.0) -> None:
+    n = 0
+    while not stop.is_set():
+        for cam in cameras:
+            cam.publish(f"{cam.name}_{n}")
+        n += 1
+        stop.wait(1.0 / rate)
+
+
+def test_each_camera_gets_its_own_outputs_and_a_stopped_one_goes_stale(node) -> None:
+    cams = [Camera(node.namespace, c, node.fqn) for c in CAMERAS]
+    try:
+        for cam in cams:
+            assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
+        stop = threading.Event()
+        thread = threading.Thread(target=stream, args=(cams, stop), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: all(len(c.results) >= 3 for c in cams), 90, "3 results per camera")
+        finally:
+            stop.set()
+            thread.join(10)
+        for cam in cams:
+            for result in cam.results:
+                assert result.frame_id.startswith(f"{cam.name}_"), (cam.name, result.frame_id)
+                assert result.stamp_ns == cam.sent[result.frame_id], "the camera's own stamp"
+            wait_for(lambda c=cam: c.client.diagnostics, 30, f"{cam.name}'s status")
+            assert cam.client.diagnostics["Input topic"].endswith(f"/{cam.name}/image")
+
+        # right stops, front and left go on: right's status goes stale, theirs does not
+        right = cams[2]
+        counted = {c.name: len(c.results) for c in cams}
+        stop = threading.Event()
+        thread = threading.Thread(target=stream, args=(cams[:2], stop), daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: right.client.diagnostics_level == STALE, 30, "right to go stale")
+            wait_for(
+                lambda: all(len(c.results) >= counted[c.name] + 3 for c in cams[:2]),
+                60,
+                "front and left served on",
+            )
+            time.sleep(1.5)  # a few more status periods
+            for cam in cams[:2]:
+                assert cam.client.diagnostics_level != STALE, cam.client.diagnostics_message
+        finally:
+            stop.set()
+            thread.join(10)
+        assert len(right.results) == counted["right"]
+    finally:
+        for cam in cams:
+            cam.client.close()
+    assert node.alive(), node.log()[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("cameras", "words"),
+    [("['front', 'front']", "listed twice"), ("['front', 'le ft']", "not namespaces")],
+)
+def test_cameras_it_cannot_serve_stop_it_with_the_reason(tmp_path, cameras, words) -> None:
+    cmd = node_command("seg_bad_cams", f"/seg_bad_cams_{os.getpid()}")
+    cmd += ["-p", f"cameras:={cameras}", "-p", "model:=fplnet"]
+    done = subprocess.run(
+        cmd,
+        check=False,
+        env=node_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert words in done.stderr
