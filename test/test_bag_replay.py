@@ -68,6 +68,9 @@ def test_live_mode_starts_its_own_node(data, tmp_path: Path) -> None:
     check_live_report(report)
     assert report["live"]["node"] == "started"
     assert report["live"]["node_exit_code"] == 0
+    # The node started here publishes its confidence too, so the replay is calibrated.
+    assert "confidence" in report["live"]["outputs"]
+    assert report["accuracy"]["calibration"]["pixels"] == report["accuracy"]["pixels"]
     assert "active" in Path(report["live"]["node_log"]).read_text()
     for png in ("latency.png", "iou.png", "samples.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -111,6 +114,9 @@ def test_live_mode_with_a_running_node_and_compressed_frames(data, tmp_path: Pat
     report = report_of(out)
     check_live_report(report)
     assert report["live"]["node"] == "running"
+    # A running node was not told to publish its confidence: no calibration, and it says so.
+    assert "calibration" not in report["accuracy"]
+    assert any("no calibration" in note for note in report["notes"])
     assert report["bag"]["image_type"] == "sensor_msgs/msg/CompressedImage"
     assert report["live"]["node_log"] is None
 

@@ -160,6 +160,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         label_topic = choose_label_topic(reader, info, args.label_topic, args.no_labels)
         image_topic = choose_image_topic(reader, info, label_topic, args.image_topic)
         calibrate = label_topic is not None and not args.no_calibration
+        if calibrate and args.mode == "live" and args.node_running:
+            # A running node publishes segmentation/confidence only if it was told to
+            # (publish_confidence); waiting for it would stall the replay.
+            calibrate = False
         pipeline = build_pipeline(args, calibrate) if args.mode == "offline" else None
         classes, model = (
             classes_of_pipeline(pipeline) if pipeline else classes_for_live(args, info, label_topic)
@@ -266,6 +270,11 @@ def make_summary(
         notes.append(f"{unpaired} label(s) on {label_topic} match no frame's stamp")
     if skipped:
         notes.append(f"not copied to the output bag (no message definition): {', '.join(skipped)}")
+    if label_topic and args.mode == "live" and args.node_running and not args.no_calibration:
+        notes.append(
+            "no calibration (ECE, coverage) with --node-running: it needs the node's "
+            "segmentation/confidence; let seg-bag-eval start its own node to get it"
+        )
     if str(model.get("random_init", "")).lower() == "true":
         notes.append("RANDOM WEIGHTS: the labels are meaningless; pass --weights")
     frames = figures.pop("frames")
