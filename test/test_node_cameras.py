@@ -119,6 +119,40 @@ def test_each_camera_gets_its_own_outputs_and_a_stopped_one_goes_stale(node) -> 
     assert node.alive(), node.log()[-3000:]
 
 
+def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, tmp_path) -> None:
+    encoder = make_weights(tmp_path / "encoder.safetensors", "fplnet", "encoder")
+    cams = [Camera(node.namespace, c, node.fqn) for c in CAMERAS]
+    stop = threading.Event()
+    thread = threading.Thread(target=stream, args=(cams, stop), daemon=True)
+    try:
+        for cam in cams:
+            assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
+        thread.start()
+        wait_for(lambda: all(len(c.results) >= 2 for c in cams), 90, "results from every camera")
+        result = ros_probe.set_parameters(
+            node.fqn, {"variant": "encoder", "weights": str(encoder)}, atomically=True
+        )
+        assert result.successful, result.reason
+        wait_for(
+            lambda: all(c.client.diagnostics.get("Variant") == "encoder" for c in cams),
+            180,
+            "every camera's status to name the new variant",
+        )
+        counted = {c.name: len(c.results) for c in cams}
+        wait_for(
+            lambda: all(len(c.results) >= counted[c.name] + 2 for c in cams),
+            90,
+            "every camera answered by the new model",
+        )
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        for cam in cams:
+            cam.client.close()
+    assert node.alive(), node.log()[-3000:]
+
+
 @pytest.mark.parametrize(
     ("cameras", "words"),
     [("['front', 'front']", "listed twice"), ("['front', 'le ft']", "not namespaces")],
