@@ -71,6 +71,11 @@ class LatestFrameSlot:
         """When the waiting frame arrived (the caller holds the group's lock), or None."""
         return None if self._frame is None else self._frame.received_ns
 
+    def pop_waiting(self) -> Frame | None:
+        """Take the waiting frame without waiting (the caller holds the group's lock)."""
+        frame, self._frame = self._frame, None
+        return frame
+
 
 class SlotGroup:
     """One slot per camera and one worker: ``take`` hands out the newest frame of the camera
@@ -97,8 +102,7 @@ class SlotGroup:
             name = min(waiting, key=lambda n: (self._served[n], self.slots[n].peek_received_ns()))
             self._takes += 1
             self._served[name] = self._takes
-            frame, self.slots[name]._frame = self.slots[name]._frame, None
-            return name, frame
+            return name, self.slots[name].pop_waiting()
 
     def _waiting(self) -> list[str]:
         return [n for n, s in self.slots.items() if s.peek_received_ns() is not None]

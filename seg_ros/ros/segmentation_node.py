@@ -738,12 +738,6 @@ class SegmentationNode(LifecycleNode):
             return f"auto: {chosen}"
         return chosen
 
-    @property
-    def status_name(self) -> str:
-        """diagnostic_updater's "<node>: <task>", with the namespace so that two cameras'
-        nodes (front/segmentation_node, rear/segmentation_node) stay apart."""
-        return status_name(self.get_fully_qualified_name())
-
 
 def _reliability_name(qos: QoSProfile) -> str:
     return "reliable" if qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"
