@@ -44,7 +44,7 @@ class Camera:
     """One camera's peer: publishes frames with its own frame_id prefix, collects the labels
     that come back on its own namespace (the package's client)."""
 
-    def __init__(self, namespace: str, camera: str, node_fqn: str) -> None:
+    def __init__(self, namespace: str, camera: str, node_fqn: str, decode: bool = False) -> None:
         from seg_ros.ros.client import SegmentationClient
 
         self.name = camera
@@ -54,7 +54,7 @@ class Camera:
             namespace=f"{namespace}/{camera}",
             node_name=f"peer_{camera}",
             outputs=("labels",),
-            decode=False,
+            decode=decode,
             tune_dds=False,
             on_result=self.results.append,
             diagnostics_name=status_name(node_fqn, camera),
@@ -92,6 +92,9 @@ def test_each_camera_gets_its_own_outputs_and_a_stopped_one_goes_stale(node) -> 
                 assert result.stamp_ns == cam.sent[result.frame_id], "the camera's own stamp"
             wait_for(lambda c=cam: c.client.diagnostics, 30, f"{cam.name}'s status")
             assert cam.client.diagnostics["Input topic"].endswith(f"/{cam.name}/image")
+            if cam.client.diagnostics["Backend"] == "openvino (auto)":
+                batching = cam.client.diagnostics["Batching"]
+                assert batching == "off: openvino runs one frame at a time", batching
 
         # right stops, front and left go on: right's status goes stale, theirs does not
         right = cams[2]
@@ -171,3 +174,86 @@ def test_cameras_it_cannot_serve_stop_it_with_the_reason(tmp_path, cameras, word
     )
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert words in done.stderr
+
+
+def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
+    ros_probe, tmp_path
+) -> None:
+    """torch batches (max_batch 0 = the backend's 8): three cameras' frames sent together
+    run as one batch, and each camera's labels are the ones its own image gives alone. The
+    shipped weights, because random ones label every scene alike and a mix-up would pass."""
+    from seg_ros.inference.loading import shipped_weights
+    from seg_ros.inference.pipeline import Pipeline
+
+    weights = shipped_weights("fplnet")
+    size = (96, 128)
+    params = {
+        "weights": str(weights),
+        "backend": "torch",
+        "cameras": list(CAMERAS),
+        "batch_wait_ms": 100.0,
+        "input_height": size[0],
+        "input_width": size[1],
+        "target_rate": 0.0,
+        "diagnostics_period": 0.5,
+        "publish_color": False,
+        "publish_overlay": False,
+    }
+    namespace = f"/seg_batch_{os.getpid()}"
+    node = NodeProcess("seg_batch", params, tmp_path, namespace=namespace)
+    images = {c: scene(96, 128, seed=10 + i) for i, c in enumerate(CAMERAS)}
+    reference = Pipeline(model="fplnet", weights=str(weights), backend="torch", input_size=size)
+    expected = {c: reference(image).labels for c, image in images.items()}
+    cams = [Camera(namespace, c, node.fqn, decode=True) for c in CAMERAS]
+    try:
+        for cam in cams:
+            assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
+        for n in range(4):
+            for cam in cams:
+                cam.client.publish(images[cam.name], f"{cam.name}_{n}")
+            wait_for(lambda n=n: all(len(c.results) > n for c in cams), 60, f"round {n}")
+        for cam in cams:
+            for result in cam.results:
+                assert result.frame_id.startswith(f"{cam.name}_")
+                labels = result.outputs["labels"]
+                own = (labels == expected[cam.name]).mean()
+                others = max((labels == expected[o]).mean() for o in CAMERAS if o != cam.name)
+                assert own >= 0.99 > others, (cam.name, own, others)
+        wait_for(
+            lambda: all(
+                int(c.client.diagnostics.get("Frames run in batches", 0)) >= 3 for c in cams
+            ),
+            30,
+            "every camera's status to count its frames run in batches",
+        )
+        for cam in cams:
+            status = cam.client.diagnostics
+            assert status["Batching"] == "up to 3 frames, waiting at most 100 ms", status
+    finally:
+        for cam in cams:
+            cam.client.close()
+        assert node.stop() == 0, node.log()[-3000:]
+
+
+def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsys) -> None:
+    import json
+
+    from seg_ros.tools import cameras_bench
+
+    weights = make_weights(tmp_path / "w.safetensors", "fplnet", "encoder")
+    out = tmp_path / "cameras.json"
+    args = "--cameras 2 --rate 5 --seconds 3 --warmup 2 --size 48x64 --backend torch"
+    args += " --layouts one-node one-node-unbatched --batch-wait-ms 50"
+    code = cameras_bench.main(
+        [*args.split(), "--weights", str(weights), "--json", str(out), "--log-dir", str(tmp_path)]
+    )
+    assert code == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["layout"] for r in results] == ["one-node", "one-node-unbatched"]
+    for r in results:
+        assert all(c["answered"] > 0 for c in r["cameras"].values()), r
+    assert "one-node-unbatched" in capsys.readouterr().out
+    batched = (tmp_path / "one-node.log").read_text()
+    assert "batching: up to 2 frames, waiting at most 50 ms" in batched, batched[-2000:]
+    unbatched = (tmp_path / "one-node-unbatched.log").read_text()
+    assert "batching: off: max_batch 1" in unbatched, unbatched[-2000:]

@@ -274,8 +274,8 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
         def prepare(self, array, color_order):
             return (array, color_order)
 
-        def infer(self, prepared, want_confidence):
-            return (*prepared, want_confidence)
+        def infer_many(self, prepared, want_confidence):
+            return [(*p, want) for p, want in zip(prepared, want_confidence)]
 
         def finish(self, staged, want_color, want_overlay):
             array, _, want_confidence = staged
@@ -350,3 +350,51 @@ def test_slot_group_serves_the_cameras_in_turn() -> None:
     assert group.take(0) is None  # nothing waiting: the timeout passes
     group.close()
     assert group.closed and group.take(0) is None
+
+
+def test_slot_group_batches_the_cameras_waiting_and_waits_a_bounded_time_for_the_rest() -> None:
+    import threading
+    import time
+
+    from seg_ros.ros.latest_frame import Frame, SlotGroup
+
+    group = SlotGroup(["front", "left", "right"])
+    group.slots["left"].put(Frame("left0", 2))
+    group.slots["front"].put(Frame("front0", 1))
+    taken = group.take_many(3, 0.0, timeout=0)
+    assert [(name, f.msg) for name, f in taken] == [("front", "front0"), ("left", "left0")]
+
+    # front alone: the others do not come, so after the bounded wait front runs alone
+    group.slots["front"].put(Frame("front1", 3))
+    assert [f.msg for _, f in group.take_many(3, 0.05, timeout=0)] == ["front1"]
+
+    # the others arrive during the wait: one batch of all three, without waiting out the bound
+    group.slots["right"].put(Frame("right0", 4))
+
+    def others() -> None:
+        time.sleep(0.05)
+        group.slots["front"].put(Frame("front2", 5))
+        group.slots["left"].put(Frame("left1", 6))
+
+    thread = threading.Thread(target=others)
+    start = time.monotonic()
+    thread.start()
+    taken = group.take_many(3, 30.0, timeout=0)
+    thread.join()
+    assert time.monotonic() - start < 20, "it waited out the bound with the batch full"
+    assert sorted(f.msg for _, f in taken) == ["front2", "left1", "right0"]
+
+    # a limit below the cameras: the least recently served go first, so in three rounds of
+    # two each camera is served twice (the one left out waits with its newest frame)
+    group = SlotGroup(["front", "left", "right"])
+    rounds = []
+    for i in range(3):
+        for n, name in enumerate(("front", "left", "right")):
+            group.slots[name].put(Frame(f"{name}{i}", 10 * i + n))
+        rounds.append(sorted(name for name, _ in group.take_many(2, 0.0, timeout=0)))
+    assert rounds == [["front", "left"], ["front", "right"], ["left", "right"]]
+
+    # closed while waiting for the rest: nothing is handed out
+    group.slots["front"].put(Frame("front9", 99))
+    threading.Timer(0.05, group.close).start()
+    assert group.take_many(3, 30.0, timeout=0) == []

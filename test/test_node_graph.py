@@ -157,6 +157,9 @@ def test_node_serves_openvino_and_hot_swaps_under_load(ros_probe, weights, tmp_p
                 )
         status = values(n.status())
         assert status["Inference errors"] == "0", status
+        # one camera: nothing to batch, whatever the backend
+        assert status["Batching"] == "off: one camera", status
+        assert status["Frames run in batches"] == "0", status
     finally:
         code = n.close()
     assert code == 0, n.process.log()[-3000:]

@@ -309,3 +309,37 @@ def test_random_weights_exports_are_not_cached(tmp_path, monkeypatch) -> None:
     assert pipeline.random_init
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
     assert pipeline(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_several_frames_run_as_one_batch_give_each_frame_its_own_result(
+    weights: Path, backend: str
+) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed")
+    p = Pipeline(model="fplnet", weights=str(weights), backend=backend, confidence=True)
+    images = [scene(50, 70, seed) for seed in (0, 1, 2)]
+    alone = [p(image) for image in images]
+    if backend == "torch":
+        assert p.max_batch >= 3
+        logits = p.backend.infer_many([p.prepare(image).batch for image in images[:2]])
+        single = [p.backend.infer(p.prepare(image).batch) for image in images[:2]]
+        for i in range(2):
+            assert torch.allclose(logits[i], single[i], atol=1e-4)
+            assert not torch.allclose(logits[i], single[1 - i], atol=1e-4)  # they differ
+        wants = [True, False, None]  # None: the config's choice (confidence=True)
+    else:
+        # one at a time: batching does not pay on OpenVINO, and its buffers are reused
+        assert p.max_batch == 1
+        with pytest.raises(ValueError, match="1 to 1 frames on openvino"):
+            p.infer_many([p.prepare(image) for image in images[:2]])
+        images, alone, wants = images[:1], alone[:1], [None]
+    done = p.infer_many([p.prepare(image) for image in images], wants)
+    for frame, single, want in zip(done, alone, wants):
+        result = p.finish(frame)
+        np.testing.assert_array_equal(result.labels, single.labels)
+        if want is False:
+            assert result.confidence is None
+        else:
+            assert np.abs(result.confidence.astype(int) - single.confidence).max() <= 1
+        assert result.timings["inference"] > 0 and result.timings["postprocess"] > 0

@@ -277,21 +277,46 @@ class Pipeline:
         """Stage 2: the network and the argmax (network-size labels); the confidence too
         where it is asked for (``want_confidence``, default ``config.confidence``) or
         thresholded (``config.min_confidence``): it needs the logits, which end here."""
-        logits = self.backend.infer(frame.batch)
-        frame.t2 = time.perf_counter()
-        labels = self.backend.labels(logits)
+        return self.infer_many([frame], [want_confidence])[0]
+
+    @property
+    def max_batch(self) -> int:
+        """How many frames ``infer_many`` runs as one batch on this backend (1: one by one)."""
+        return self.backend.max_batch
+
+    def infer_many(
+        self, frames: list[Staged], want_confidence: list[bool | None] | None = None
+    ) -> list[Staged]:
+        """Stage 2 for up to ``max_batch`` frames prepared for it (e.g. one per camera): one
+        batch on the backend, then each frame's labels as ``infer`` gives them. Each frame's
+        inference time is the batch's: that is how long each of them waited. (No more than
+        ``max_batch``: backends that run one frame at a time prepare into, and return, buffers
+        of their own that the next frame overwrites.)"""
+        if not 0 < len(frames) <= self.max_batch:
+            raise ValueError(
+                f"infer_many takes 1 to {self.max_batch} frames on {self.backend_name} "
+                f"(max_batch), not {len(frames)}"
+            )
+        wants = want_confidence or [None] * len(frames)
         threshold = float(self.config.min_confidence)
-        wanted = self.config.confidence if want_confidence is None else want_confidence
-        if wanted or threshold > 0:
-            probability = self.backend.confidence(logits)
-            if threshold > 0:
-                labels = np.where(probability < threshold, IGNORE_INDEX, labels).astype(np.uint8)
-            if wanted:
-                frame.confidence = postprocess.confidence_u8(probability)
-        frame.labels = labels
-        frame.t_labels = time.perf_counter()
-        frame.batch = None  # the runtime's buffer may be reused by the next frame
-        return frame
+        logits = self.backend.infer_many([f.batch for f in frames])
+        t2 = time.perf_counter()
+        for frame, frame_logits, want in zip(frames, logits, wants):
+            started = time.perf_counter()
+            labels = self.backend.labels(frame_logits)
+            wanted = self.config.confidence if want is None else want
+            if wanted or threshold > 0:
+                probability = self.backend.confidence(frame_logits)
+                if threshold > 0:
+                    labels = np.where(probability < threshold, IGNORE_INDEX, labels)
+                    labels = labels.astype(np.uint8)
+                if wanted:
+                    frame.confidence = postprocess.confidence_u8(probability)
+            frame.labels = labels
+            # Its own argmax counts as its postprocessing, not the frames' before it.
+            frame.t2, frame.t_labels = t2, t2 + (time.perf_counter() - started)
+            frame.batch = None  # the runtime's buffer may be reused by the next frame
+        return frames
 
     def finish(
         self, frame: Staged, want_color: bool = True, want_overlay: bool = True

@@ -68,6 +68,8 @@ INPUT_TOPIC_KEY = "Input topic"
 INPUT_QOS_KEY = "Input QoS"
 BUILDING = "Building"
 LAST_ERROR = "Last error"
+FRAMES_BATCHED = "Frames run in batches"  # of processed: with other cameras' frames
+BATCHING = "Batching"  # how the node batches cameras' frames on this backend
 COUNTERS = (
     FRAMES_RECEIVED,
     FRAMES_PROCESSED,
@@ -75,6 +77,7 @@ COUNTERS = (
     FRAMES_IDLE,
     BAD_INPUTS,
     INFERENCE_ERRORS,
+    FRAMES_BATCHED,
     OUTPUT_FREQUENCY,
 )
 # The pipeline the node serves: Pipeline.describe()'s names, each under describe_key(name).

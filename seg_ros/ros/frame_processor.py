@@ -26,6 +26,7 @@ class Job:
     wanted: list[str]
     decode_ms: float
     camera: Any = None  # which of the node's cameras it came from (the node sets it)
+    batch_size: int = 1  # how many frames ran through the network with it
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Counts:
     bad_inputs: int
     last_bad_input: str
     inference_errors: int
+    batched: int = 0  # of processed: run in a batch with other cameras' frames
 
 
 class FrameProcessor:
@@ -70,6 +72,14 @@ class FrameProcessor:
 
     def infer(self, frame: Frame, pipeline: Any, wanted: list[str]) -> Job | None:
         """Decode and run the network; None when the frame is skipped or unreadable."""
+        job = self.prepare(frame, pipeline, wanted)
+        if job is not None:
+            run_network([job])
+        return job
+
+    def prepare(self, frame: Frame, pipeline: Any, wanted: list[str]) -> Job | None:
+        """Decode and preprocess, for ``run_network``; None when the frame is skipped or
+        unreadable."""
         if not wanted or pipeline is None:
             with self._lock:
                 self._counts.idle += 1
@@ -86,10 +96,7 @@ class FrameProcessor:
             return None
         t1 = time.perf_counter()
         order = "bgr" if image.color_order == "bgr" else "rgb"
-        staged = pipeline.infer(
-            pipeline.prepare(image.array, color_order=order),
-            want_confidence="confidence" in wanted,
-        )
+        staged = pipeline.prepare(image.array, color_order=order)
         return Job(frame, pipeline, staged, wanted, (t1 - t0) * 1e3)
 
     def finish(
@@ -119,6 +126,7 @@ class FrameProcessor:
         self.out_rate.tick()
         with self._lock:
             self._counts.processed += 1
+            self._counts.batched += job.batch_size > 1
         lat = self.latency
         lat.add("decode", job.decode_ms)
         for stage in ("preprocess", "inference", "postprocess"):
@@ -128,3 +136,15 @@ class FrameProcessor:
         lat.add("receipt_to_publish", (done_ns - job.frame.received_ns) / 1e6)
         if stamp_ns > 0:  # an unset stamp says nothing about latency
             lat.add("stamp_to_publish", (now - stamp_ns) / 1e6)
+
+
+def run_network(jobs: list[Job]) -> list[Job]:
+    """Stage 2 for prepared jobs (one per camera at most), as one batch where the pipeline's
+    backend takes it. They share the pipeline the first was prepared with (the caller
+    prepares them all with the one it holds)."""
+    staged = jobs[0].pipeline.infer_many(
+        [job.staged for job in jobs], ["confidence" in job.wanted for job in jobs]
+    )
+    for job, done in zip(jobs, staged):
+        job.staged, job.batch_size = done, len(jobs)
+    return jobs

@@ -4,12 +4,13 @@ A camera faster than the model must not build a queue: each waiting frame would 
 inference time to the latency of every frame behind it. The slot keeps only the newest frame;
 the one it replaces is counted as dropped. With several cameras (``SlotGroup``) each keeps its
 own slot, so a fast camera never pushes out a slow one's frame, and the one worker serves the
-cameras in turn.
+cameras in turn, one frame or (``take_many``) one batch at a time.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,18 +92,41 @@ class SlotGroup:
         self._closed = False
 
     def take(self, timeout: float | None = None) -> tuple[str, Frame] | None:
+        taken = self.take_many(1, 0.0, timeout)
+        return taken[0] if taken else None
+
+    def take_many(
+        self, limit: int, wait: float, timeout: float | None = None
+    ) -> list[tuple[str, Frame]]:
+        """Up to ``limit`` cameras' newest frames, least recently served first, for one batch.
+
+        Waits up to ``timeout`` for a first frame; then, while fewer than ``limit`` cameras
+        have one, up to ``wait`` seconds more for the others (the bound on what batching may
+        add to the first frame's latency). [] on timeout or once closed.
+        """
         with self._cond:
             if not self._closed and not self._waiting():
                 self._cond.wait(timeout)
+            want = min(limit, len(self.slots))
+            if wait > 0 and 0 < len(self._waiting()) < want:
+                deadline = time.monotonic() + wait
+                while not self._closed and len(self._waiting()) < want:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
             if self._closed:
-                return None
+                return []
             waiting = self._waiting()
-            if not waiting:
-                return None
-            name = min(waiting, key=lambda n: (self._served[n], self.slots[n].peek_received_ns()))
-            self._takes += 1
-            self._served[name] = self._takes
-            return name, self.slots[name].pop_waiting()
+            order = sorted(
+                waiting, key=lambda n: (self._served[n], self.slots[n].peek_received_ns())
+            )
+            taken = []
+            for name in order[: max(1, limit)]:
+                self._takes += 1
+                self._served[name] = self._takes
+                taken.append((name, self.slots[name].pop_waiting()))
+            return taken
 
     def _waiting(self) -> list[str]:
         return [n for n, s in self.slots.items() if s.peek_received_ns() is not None]

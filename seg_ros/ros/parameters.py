@@ -187,6 +187,22 @@ SPECS: tuple[ParamSpec, ...] = (
         choices=INPUT_QOS,
     ),
     ParamSpec(
+        "max_batch",
+        0,
+        "With several cameras: at most this many of their frames run through the network as "
+        "one batch. 0 = as many as the backend gains from (torch 8; openvino, onnxruntime, "
+        "tensorrt 1, i.e. one at a time); 1 = never batch.",
+        int_range=(0, 16),
+    ),
+    ParamSpec(
+        "batch_wait_ms",
+        5.0,
+        "With batching: how long a frame may wait for the other cameras' frames to fill its "
+        "batch (ms), the most batching adds to its latency; 0 = batch only frames already "
+        "waiting.",
+        float_range=(0.0, 100.0),
+    ),
+    ParamSpec(
         "target_rate",
         10.0,
         "Expected output rate (Hz); diagnostics warn below 90% of it. 0 = no check.",

@@ -50,7 +50,7 @@ from seg_ros.ros.contract import (
     status_name,
 )
 from seg_ros.ros.dds_tuning import apply_fastdds_profile
-from seg_ros.ros.frame_processor import FrameProcessor, Job
+from seg_ros.ros.frame_processor import FrameProcessor, Job, run_network
 from seg_ros.ros.image_msgs import ReusedImageBuffer, decode
 from seg_ros.ros.latest_frame import Frame, LatestFrameSlot, SlotGroup
 from seg_ros.ros.parameters import (
@@ -506,24 +506,42 @@ class SegmentationNode(LifecycleNode):
             return [n for n, pub in cam.publishers.items() if pub.get_subscription_count()]
 
     def _work(self, group: SlotGroup, handoff: queue.Queue) -> None:
-        """Decode, preprocess and run the network on the frame that waited longest (one
-        newest frame per camera); hand it on to the finisher."""
+        """Decode, preprocess and run the network on the newest frame of the camera served
+        least recently (or, batching, of up to ``max_batch`` cameras); hand them on to the
+        finisher."""
         yield_to_dds()
         try:
             while True:
-                taken = group.take(timeout=0.5)
-                if taken is None:
+                pipeline = self._pipeline  # one for the whole batch: a swap never splits it
+                limit = self._batch_limit(pipeline)
+                wait = self._settings.batch_wait_ms / 1e3 if limit > 1 else 0.0
+                taken = group.take_many(limit, wait, timeout=0.5)
+                if not taken:
                     if group.closed:
                         return
                     continue
-                cam = self._cameras[taken[0]]
-                job = self._guarded(self._infer, (cam, taken[1]), cam)
-                if job is _STOP:
+                jobs = []
+                for name, frame in taken:
+                    cam = self._cameras[name]
+                    job = self._guarded(self._prepare, (cam, frame, pipeline), cam)
+                    if job is _STOP:
+                        return
+                    if job is not None:
+                        jobs.append(job)
+                done = jobs and self._guarded(run_network, jobs, *[j.camera for j in jobs])
+                if done is _STOP:
                     return
-                if job is not None and not self._hand_on(handoff, job):
-                    return
+                for job in done or []:
+                    if not self._hand_on(handoff, job):
+                        return
         finally:
             self._hand_on(handoff, None)
+
+    def _batch_limit(self, pipeline: Pipeline | None) -> int:
+        if pipeline is None:
+            return 1
+        asked = self._settings.max_batch or pipeline.max_batch
+        return min(asked, pipeline.max_batch, len(self._cameras))
 
     def _hand_on(self, handoff: queue.Queue, job: Job | None) -> bool:
         finisher = self._finisher
@@ -545,21 +563,24 @@ class SegmentationNode(LifecycleNode):
             if self._guarded(self._finish, job, job.camera) is _STOP:
                 return
 
-    def _guarded(self, step: Any, item: Any, cam: CameraIO) -> Any:
+    def _guarded(self, step: Any, item: Any, *cams: CameraIO) -> Any:
+        """``step(item)``; an exception is counted against ``cams`` (the frames it failed)
+        and logged, and None returned."""
         try:
             return step(item)
         except Exception as e:  # the threads must outlive any one frame
             if not self.context.ok():
                 return _STOP  # Ctrl-C shut the context down under a publish: not a failure
-            cam.frames.failed()
+            for cam in cams:
+                cam.frames.failed()
             self.get_logger().error(
                 f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=5.0
             )
             return None
 
-    def _infer(self, taken: tuple[CameraIO, Frame]) -> Job | None:
-        cam, frame = taken
-        job = cam.frames.infer(frame, self._pipeline, self._wanted(cam))
+    def _prepare(self, taken: tuple[CameraIO, Frame, Pipeline | None]) -> Job | None:
+        cam, frame, pipeline = taken
+        job = cam.frames.prepare(frame, pipeline, self._wanted(cam))
         if job is not None:
             job.camera = cam
         return job
@@ -635,6 +656,10 @@ class SegmentationNode(LifecycleNode):
             f"on {pipeline.describe()['backend']} {pipeline.backend.device} "
             f"{pipeline.config.precision}, network input {h}x{w} (h x w)"
         )
+        if len(self._cameras) > 1:
+            self.get_logger().info(
+                f"cameras {', '.join(self._cameras)}; batching: {self._describe_batching(pipeline)}"
+            )
         if pipeline.random_init:
             self.get_logger().warning(
                 f"{meta.model} has RANDOM WEIGHTS: its labels are meaningless. Set the "
@@ -714,6 +739,8 @@ class SegmentationNode(LifecycleNode):
             (contract.BAD_INPUTS, str(bad)),
             (contract.LAST_BAD_INPUT, last_bad or "none"),
             (contract.INFERENCE_ERRORS, str(errors)),
+            (contract.FRAMES_BATCHED, str(counts.batched)),
+            (contract.BATCHING, self._describe_batching(pipeline)),
             (contract.SUBSCRIBERS, str(subscribers)),
         ]
         values += diagnostics.latency_values(frames.latency)
@@ -730,6 +757,18 @@ class SegmentationNode(LifecycleNode):
         ]
         name = status_name(self.get_fully_qualified_name(), camera.strip("/"))
         return diagnostics.make_status(name, s.device, level, message, values)
+
+    def _describe_batching(self, pipeline: Pipeline | None) -> str:
+        if len(self._cameras) == 1:
+            return "off: one camera"
+        limit = self._batch_limit(pipeline)
+        if pipeline is None:
+            return "off: no model"
+        if limit == 1:
+            if self._settings.max_batch == 1:
+                return "off: max_batch 1"
+            return f"off: {pipeline.backend_name} runs one frame at a time"
+        return f"up to {limit} frames, waiting at most {self._settings.batch_wait_ms:g} ms"
 
     def _describe_input_qos(self, cam: CameraIO) -> str:
         qos = cam.subscription_qos

@@ -2,13 +2,16 @@
 node per camera, in the same run.
 
     seg-cameras-bench --cameras 3 --rate 10 --seconds 30 --size 480x640
+    seg-cameras-bench --backend torch --layouts one-node one-node-unbatched   # batching
 
 Each camera is a client of its own (the package's ``ros/client.py``) publishing
 ``--size`` frames at ``--rate`` Hz into ``<camera>/image`` and collecting the labels that
 come back. Printed per layout: the nodes' resident memory (summed over their processes, at
 the end of the run), frames answered per camera, and latency from the camera's stamp to the
-labels in hand (p50, p99). A benchmark, not a test: it prints figures (and JSON) and never
-fails on them.
+labels in hand (p50, p99). ``one-node`` batches the cameras' frames as the node does by
+default (``--max-batch``, ``--batch-wait-ms``: its parameters), ``one-node-unbatched`` runs
+them one at a time (``max_batch: 1``). A benchmark, not a test: it prints figures (and JSON)
+and never fails on them.
 """
 
 from __future__ import annotations
@@ -37,11 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--layouts",
         nargs="+",
-        choices=("one-node", "node-per-camera"),
+        choices=("one-node", "one-node-unbatched", "node-per-camera"),
         default=["one-node", "node-per-camera"],
     )
     add_pipeline_args(p, engine=False, threads=False)
     p.add_argument("--threads", type=int, default=1, help="inference threads per node (1)")
+    p.add_argument(
+        "--max-batch", type=int, default=0, help="one-node's max_batch (0: the backend's)"
+    )
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="one-node's batch_wait_ms (5)")
     p.add_argument("--timeout", type=float, default=180.0, help="node start-up timeout (s)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--log-dir", type=Path, default=Path("."), help="node logs (.)")
@@ -92,8 +99,11 @@ def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
     params.update(publish_color=False, publish_overlay=False)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     nodes = []
-    if layout == "one-node":
-        command = node_command("seg", namespace, {**params, "cameras": names})
+    if layout.startswith("one-node"):
+        batching = {"max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
+        if layout == "one-node-unbatched":
+            batching["max_batch"] = 1
+        command = node_command("seg", namespace, {**params, **batching, "cameras": names})
         nodes.append(NodeProcess(command, args.log_dir / f"{layout}.log", env=env))
     else:
         for name in names:
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} inference thread(s) per node"
     )
     header = ("layout", "procs", "RSS MiB", "answered/sent per camera", "FPS", "p50 ms", "p99 ms")
-    print("{:<16} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*header))
+    print("{:<18} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*header))
     for r in results:
         answered = ", ".join(f"{c['answered']}/{c['sent']}" for c in r["cameras"].values())
         row = (
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p50_ms'] or 0:.1f}",
             f"{r['p99_ms'] or 0:.1f}",
         )
-        print("{:<16} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*row))
+        print("{:<18} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*row))
     if args.json:
         figures = {"args": {**vars(args), "size": [h, w]}, "results": results}
         args.json.write_text(json.dumps(figures, indent=1, default=str) + "\n")

@@ -47,6 +47,9 @@ class Backend(ABC):
     name: str = ""
     device: str = "cpu"
     precision: str = "fp32"
+    # How many frames one infer_many call runs as one batch: 1 where batching does not pay
+    # or the engine's input is fixed at one frame (each backend says which).
+    max_batch: int = 1
 
     def __init__(self) -> None:
         # Human-readable facts for describe(): what was compiled, built, checked, and how.
@@ -81,6 +84,14 @@ class Backend(ABC):
     def infer(self, batch: Any) -> Any:
         """Run the network; return its logits in the runtime's own type, computation finished
         (so the pipeline's timings are honest on asynchronous devices)."""
+
+    def infer_many(self, batches: list[Any]) -> list[Any]:
+        """``infer`` for up to ``max_batch`` prepared frames as one batch: their logits in
+        the same order, each as ``infer`` returns it for one. Backends with ``max_batch > 1``
+        override it; the others run one frame (their buffers are reused by the next)."""
+        if len(batches) != 1:
+            raise ValueError(f"{self.name} runs one frame at a time, not {len(batches)}")
+        return [self.infer(batches[0])]
 
     @abstractmethod
     def labels(self, logits: Any) -> np.ndarray:

@@ -58,6 +58,8 @@ def providers_for(device: str, precision: str, available: list[str]) -> list[Any
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    # The ONNX it runs is exported for one 1x3xHxW frame (a fixed shape, as TensorRT needs).
+    max_batch = 1
     takes_engine = True
 
     @classmethod

@@ -33,6 +33,9 @@ _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    # Engines are built and checked for one fixed 1x3xHxW input (seg-export, the sidecar):
+    # batches would need an optimisation profile over N, not built yet.
+    max_batch = 1
     takes_engine = True
 
     @classmethod
