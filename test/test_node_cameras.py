@@ -229,6 +229,14 @@ def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
         for cam in cams:
             status = cam.client.diagnostics
             assert status["Batching"] == "up to 3 frames, waiting at most 100 ms", status
+        # set at run time, like every parameter; an out-of-range value is refused
+        assert not ros_probe.set_parameters(node.fqn, {"max_batch": 99})[0].successful
+        assert ros_probe.set_parameters(node.fqn, {"max_batch": 1})[0].successful
+        wait_for(
+            lambda: all(c.client.diagnostics["Batching"] == "off: max_batch 1" for c in cams),
+            30,
+            "batching off in every camera's status",
+        )
     finally:
         for cam in cams:
             cam.client.close()
