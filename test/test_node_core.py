@@ -267,7 +267,7 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
     import numpy as np
 
     from seg_ros.image_codec import ImageCodecError
-    from seg_ros.ros.frame_processor import FrameProcessor
+    from seg_ros.ros.frame_processor import FrameProcessor, run_network
     from seg_ros.ros.latest_frame import Frame
 
     class StandInPipeline:
@@ -297,17 +297,17 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
     frames = FrameProcessor(decode, on_bad_input=lambda n, why: told.append((n, why)))
     pipeline = StandInPipeline()
     frame = Frame(msg="ok", received_ns=time.monotonic_ns())
-    assert frames.infer(frame, pipeline, wanted=[]) is None  # nobody listens
-    assert frames.infer(frame, None, wanted=["labels"]) is None  # no model yet
-    assert frames.infer(Frame("garbage", 0), pipeline, ["labels"]) is None
+    assert frames.prepare(frame, pipeline, wanted=[]) is None  # nobody listens
+    assert frames.prepare(frame, None, wanted=["labels"]) is None  # no model yet
+    assert frames.prepare(Frame("garbage", 0), pipeline, ["labels"]) is None
     assert told == [(1, "truncated image")]
-    job = frames.infer(frame, pipeline, wanted=["labels", "overlay"])
+    [job] = run_network([frames.prepare(frame, pipeline, wanted=["labels", "overlay"])])
     assert job.staged[1] == "bgr"  # the decoded colour order reaches the pipeline
     published = {}
     frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
     assert set(published) == {"labels", "overlay"} and published["labels"].shape == (4, 6)
     assert job.staged[2] is False  # no confidence computed while nobody subscribes to it
-    job = frames.infer(frame, pipeline, wanted=["labels", "confidence"])
+    [job] = run_network([frames.prepare(frame, pipeline, wanted=["labels", "confidence"])])
     published.clear()
     frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
     assert set(published) == {"labels", "confidence"} and published["confidence"].max() == 200

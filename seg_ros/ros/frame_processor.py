@@ -70,13 +70,6 @@ class FrameProcessor:
         with self._lock:
             self._counts.inference_errors += 1
 
-    def infer(self, frame: Frame, pipeline: Any, wanted: list[str]) -> Job | None:
-        """Decode and run the network; None when the frame is skipped or unreadable."""
-        job = self.prepare(frame, pipeline, wanted)
-        if job is not None:
-            run_network([job])
-        return job
-
     def prepare(self, frame: Frame, pipeline: Any, wanted: list[str]) -> Job | None:
         """Decode and preprocess, for ``run_network``; None when the frame is skipped or
         unreadable."""
