@@ -156,6 +156,37 @@ def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, 
     assert node.alive(), node.log()[-3000:]
 
 
+def test_deactivate_and_activate_serve_every_camera_again(node, ros_probe) -> None:
+    cams = [Camera(node.namespace, c, node.fqn) for c in CAMERAS]
+    stop = threading.Event()
+    thread = threading.Thread(target=stream, args=(cams, stop), daemon=True)
+    try:
+        for cam in cams:
+            assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
+        thread.start()
+        wait_for(lambda: all(len(c.results) >= 2 for c in cams), 90, "results from every camera")
+        assert ros_probe.lifecycle_transition(node.fqn, "deactivate")
+        wait_for(
+            lambda: all(c.client.publisher.get_subscription_count() == 0 for c in cams),
+            30,
+            "every camera's input unsubscribed",
+        )
+        assert ros_probe.lifecycle_transition(node.fqn, "activate")
+        counted = {c.name: len(c.results) for c in cams}
+        wait_for(
+            lambda: all(len(c.results) >= counted[c.name] + 2 for c in cams),
+            90,
+            "every camera served again after activate",
+        )
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        for cam in cams:
+            cam.client.close()
+    assert node.alive(), node.log()[-3000:]
+
+
 @pytest.mark.parametrize(
     ("cameras", "words"),
     [("['front', 'front']", "listed twice"), ("['front', 'le ft']", "not namespaces")],
