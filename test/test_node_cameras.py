@@ -210,7 +210,7 @@ def test_cameras_it_cannot_serve_stop_it_with_the_reason(tmp_path, cameras, word
 def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
     ros_probe, tmp_path
 ) -> None:
-    """torch batches (max_batch 0 = the backend's 8): three cameras' frames sent together
+    """torch batches when asked (max_batch 8 on a CPU): three cameras' frames sent together
     run as one batch, and each camera's labels are the ones its own image gives alone. The
     shipped weights, because random ones label every scene alike and a mix-up would pass."""
     from seg_ros.inference.loading import shipped_weights
@@ -222,6 +222,7 @@ def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
         "weights": str(weights),
         "backend": "torch",
         "cameras": list(CAMERAS),
+        "max_batch": 8,  # on a CPU torch batches only when asked (on CUDA: max_batch 0)
         "batch_wait_ms": 100.0,
         "input_height": size[0],
         "input_width": size[1],
@@ -262,12 +263,16 @@ def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
             assert status["Batching"] == "up to 3 frames, waiting at most 100 ms", status
         # set at run time, like every parameter; an out-of-range value is refused
         assert not ros_probe.set_parameters(node.fqn, {"max_batch": 99})[0].successful
-        assert ros_probe.set_parameters(node.fqn, {"max_batch": 1})[0].successful
-        wait_for(
-            lambda: all(c.client.diagnostics["Batching"] == "off: max_batch 1" for c in cams),
-            30,
-            "batching off in every camera's status",
-        )
+        for value, batching in [
+            (1, "off: max_batch 1"),
+            (0, "off: torch on cpu batches only when max_batch is set"),
+        ]:
+            assert ros_probe.set_parameters(node.fqn, {"max_batch": value})[0].successful
+            wait_for(
+                lambda b=batching: all(c.client.diagnostics["Batching"] == b for c in cams),
+                30,
+                f"{batching!r} in every camera's status",
+            )
     finally:
         for cam in cams:
             cam.client.close()
@@ -282,7 +287,7 @@ def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsy
     weights = make_weights(tmp_path / "w.safetensors", "fplnet", "encoder")
     out = tmp_path / "cameras.json"
     args = "--cameras 2 --rate 5 --seconds 3 --warmup 2 --size 48x64 --backend torch"
-    args += " --layouts one-node one-node-unbatched --batch-wait-ms 50"
+    args += " --layouts one-node one-node-unbatched --max-batch 2 --batch-wait-ms 50"
     code = cameras_bench.main(
         [*args.split(), "--weights", str(weights), "--json", str(out), "--log-dir", str(tmp_path)]
     )

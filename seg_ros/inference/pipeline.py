@@ -281,8 +281,13 @@ class Pipeline:
 
     @property
     def max_batch(self) -> int:
-        """How many frames ``infer_many`` runs as one batch on this backend (1: one by one)."""
+        """How many frames ``infer_many`` can run as one batch on this backend (1: one by one)."""
         return self.backend.max_batch
+
+    @property
+    def auto_batch(self) -> int:
+        """How many it batches where the backend gains from it (a GPU; 1 on a CPU)."""
+        return self.backend.auto_batch
 
     def infer_many(
         self, frames: list[Staged], want_confidence: list[bool | None] | None = None

@@ -190,8 +190,9 @@ SPECS: tuple[ParamSpec, ...] = (
         "max_batch",
         0,
         "With several cameras: at most this many of their frames run through the network as "
-        "one batch. 0 = as many as the backend gains from (torch 8; openvino, onnxruntime, "
-        "tensorrt 1, i.e. one at a time); 1 = never batch.",
+        "one batch. 0 = as many as the backend gains from (torch on CUDA 8; torch on a CPU, "
+        "openvino, onnxruntime, tensorrt 1, i.e. one at a time); 1 = never batch; torch "
+        "takes up to 8.",
         int_range=(0, 16),
     ),
     ParamSpec(

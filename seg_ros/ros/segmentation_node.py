@@ -540,7 +540,7 @@ class SegmentationNode(LifecycleNode):
     def _batch_limit(self, pipeline: Pipeline | None) -> int:
         if pipeline is None:
             return 1
-        asked = self._settings.max_batch or pipeline.max_batch
+        asked = self._settings.max_batch or pipeline.auto_batch
         return min(asked, pipeline.max_batch, len(self._cameras))
 
     def _hand_on(self, handoff: queue.Queue, job: Job | None) -> bool:
@@ -767,6 +767,9 @@ class SegmentationNode(LifecycleNode):
         if limit == 1:
             if self._settings.max_batch == 1:
                 return "off: max_batch 1"
+            if pipeline.max_batch > 1:
+                name, device = pipeline.backend_name, pipeline.backend.device
+                return f"off: {name} on {device} batches only when max_batch is set"
             return f"off: {pipeline.backend_name} runs one frame at a time"
         return f"up to {limit} frames, waiting at most {self._settings.batch_wait_ms:g} ms"
 

@@ -47,9 +47,11 @@ class Backend(ABC):
     name: str = ""
     device: str = "cpu"
     precision: str = "fp32"
-    # How many frames one infer_many call runs as one batch: 1 where batching does not pay
-    # or the engine's input is fixed at one frame (each backend says which).
+    # How many frames one infer_many call can run as one batch (1: the engine's input is
+    # fixed at one frame, or batching does not pay; each backend says which), and how many
+    # it batches unless told otherwise (the node's max_batch 0).
     max_batch: int = 1
+    auto_batch: int = 1
 
     def __init__(self) -> None:
         # Human-readable facts for describe(): what was compiled, built, checked, and how.
