@@ -4,6 +4,7 @@ others keep being served; a cameras list the node cannot serve stops it with the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -122,8 +123,9 @@ def test_each_camera_gets_its_own_outputs_and_a_stopped_one_goes_stale(node) -> 
     assert node.alive(), node.log()[-3000:]
 
 
-def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, tmp_path) -> None:
-    encoder = make_weights(tmp_path / "encoder.safetensors", "fplnet", "encoder")
+@contextlib.contextmanager
+def streaming_cameras(node):
+    """The three cameras streaming into ``node``, each answered twice already; closed after."""
     cams = [Camera(node.namespace, c, node.fqn) for c in CAMERAS]
     stop = threading.Event()
     thread = threading.Thread(target=stream, args=(cams, stop), daemon=True)
@@ -132,6 +134,24 @@ def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, 
             assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
         thread.start()
         wait_for(lambda: all(len(c.results) >= 2 for c in cams), 90, "results from every camera")
+        yield cams
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        for cam in cams:
+            cam.client.close()
+    assert node.alive(), node.log()[-3000:]
+
+
+def served_again(cams: list[Camera], what: str) -> None:
+    counted = {c.name: len(c.results) for c in cams}
+    wait_for(lambda: all(len(c.results) >= counted[c.name] + 2 for c in cams), 90, what)
+
+
+def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, tmp_path) -> None:
+    encoder = make_weights(tmp_path / "encoder.safetensors", "fplnet", "encoder")
+    with streaming_cameras(node) as cams:
         result = ros_probe.set_parameters(
             node.fqn, {"variant": "encoder", "weights": str(encoder)}, atomically=True
         )
@@ -141,30 +161,11 @@ def test_a_model_switch_serves_every_camera_with_the_new_model(node, ros_probe, 
             180,
             "every camera's status to name the new variant",
         )
-        counted = {c.name: len(c.results) for c in cams}
-        wait_for(
-            lambda: all(len(c.results) >= counted[c.name] + 2 for c in cams),
-            90,
-            "every camera answered by the new model",
-        )
-    finally:
-        stop.set()
-        if thread.is_alive():
-            thread.join(10)
-        for cam in cams:
-            cam.client.close()
-    assert node.alive(), node.log()[-3000:]
+        served_again(cams, "every camera answered by the new model")
 
 
 def test_deactivate_and_activate_serve_every_camera_again(node, ros_probe) -> None:
-    cams = [Camera(node.namespace, c, node.fqn) for c in CAMERAS]
-    stop = threading.Event()
-    thread = threading.Thread(target=stream, args=(cams, stop), daemon=True)
-    try:
-        for cam in cams:
-            assert cam.client.wait_ready(90, node.alive), cam.client.describe_matching()
-        thread.start()
-        wait_for(lambda: all(len(c.results) >= 2 for c in cams), 90, "results from every camera")
+    with streaming_cameras(node) as cams:
         assert ros_probe.lifecycle_transition(node.fqn, "deactivate")
         wait_for(
             lambda: all(c.client.publisher.get_subscription_count() == 0 for c in cams),
@@ -172,19 +173,7 @@ def test_deactivate_and_activate_serve_every_camera_again(node, ros_probe) -> No
             "every camera's input unsubscribed",
         )
         assert ros_probe.lifecycle_transition(node.fqn, "activate")
-        counted = {c.name: len(c.results) for c in cams}
-        wait_for(
-            lambda: all(len(c.results) >= counted[c.name] + 2 for c in cams),
-            90,
-            "every camera served again after activate",
-        )
-    finally:
-        stop.set()
-        if thread.is_alive():
-            thread.join(10)
-        for cam in cams:
-            cam.client.close()
-    assert node.alive(), node.log()[-3000:]
+        served_again(cams, "every camera served again after activate")
 
 
 @pytest.mark.parametrize(
