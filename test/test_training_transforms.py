@@ -14,7 +14,7 @@ from seg_ros.training.transforms import TrainTransform, grid_mask, random_crop
 def test_crop_pads_the_label_with_ignore() -> None:
     image = np.full((4, 6, 3), 200, np.uint8)
     label = np.ones((4, 6), np.uint8)
-    out_image, out_label = random_crop(image, label, (8, 10))
+    out_image, out_label, _ = random_crop(image, label, (8, 10))
     assert out_image.shape == (8, 10, 3) and out_label.shape == (8, 10)
     assert (out_label[4:] == IGNORE_INDEX).all() and (out_label[:, 6:] == IGNORE_INDEX).all()
     assert (out_label[:4, :6] == 1).all()

@@ -25,6 +25,16 @@ class LossConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Distillation from trained networks (``teachers``: seg_ros weights files; none = off)."""
+
+    teachers: list[str] = field(default_factory=list)
+    scales: list[float] = field(default_factory=lambda: [1.0])  # teachers' test-time scales
+    flip: bool = False  # also average the teachers' horizontally flipped predictions
+    weight: float = 1.0  # of the soft-target cross-entropy, added to the loss on the labels
+
+
+@dataclass
 class TrainConfig:
     model: str = "fplnet"
     variant: str | None = None
@@ -48,6 +58,7 @@ class TrainConfig:
     gridmask: list[float] | None = None  # [d_min, d_max, ratio]
     progressive: list[list[float]] | None = None  # [[from_epoch, resolution], ...]
     loss: LossConfig = field(default_factory=LossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     amp: str = "auto"  # auto | bf16 | fp16 | off
     channels_last: bool = True
     val_every: int = 1
@@ -79,7 +90,11 @@ class TrainConfig:
         unknown = set(loss) - {f.name for f in dataclasses.fields(LossConfig)}
         if unknown:
             raise ValueError(f"unknown loss option(s): {', '.join(sorted(unknown))}")
-        return cls(loss=LossConfig(**loss), **data)
+        distill = data.pop("distill", {}) or {}
+        unknown = set(distill) - {f.name for f in dataclasses.fields(DistillConfig)}
+        if unknown:
+            raise ValueError(f"unknown distill option(s): {', '.join(sorted(unknown))}")
+        return cls(loss=LossConfig(**loss), distill=DistillConfig(**distill), **data)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

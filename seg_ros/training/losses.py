@@ -227,6 +227,27 @@ class RegionMutualInformation(nn.Module):
         return per_class.sum().float()
 
 
+class SoftTargetCrossEntropy(nn.Module):
+    """Pixel-wise distillation (Hinton et al. 2015; Liu et al. 2019 for segmentation):
+    cross-entropy to a teacher's probabilities, which has the KL divergence's gradient.
+
+    ``soft``: NxHxWxC uint8 probabilities x 255 (as :mod:`seg_ros.training.teacher` stores them);
+    all-zero pixels (crop padding) have no target and are left out.
+    """
+
+    def forward(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        target = soft.permute(0, 3, 1, 2).float()
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
+        total = target.sum(1)
+        valid = total > 0
+        if not valid.any():
+            return logits.sum() * 0.0
+        target = target / total.clamp_min(1.0).unsqueeze(1)
+        per_pixel = -(target * logits.float().log_softmax(1)).sum(1)
+        return per_pixel[valid].mean()
+
+
 class SegmentationLoss(nn.Module):
     """Sum of main-output losses plus weighted auxiliary-output losses.
 

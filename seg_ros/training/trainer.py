@@ -26,11 +26,13 @@ from torch import nn
 
 from seg_ros.compat import grad_scaler, zip_strict
 from seg_ros.models import build_model, resolve_variant
+from seg_ros.models.common import as_train_output
 from seg_ros.training.config import TrainConfig
 from seg_ros.training.datasets import SegmentationDataset, build_dataset
 from seg_ros.training.evaluate import evaluate, normalise
-from seg_ros.training.losses import build_loss, enet_class_weights
+from seg_ros.training.losses import SoftTargetCrossEntropy, build_loss, enet_class_weights
 from seg_ros.training.schedules import poly_lr
+from seg_ros.training.teacher import DistillationSet, TeacherTargets
 from seg_ros.training.transforms import TrainTransform
 from seg_ros.weights import (
     IMAGENET_MEAN,
@@ -110,10 +112,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def collate(batch: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(batch: list[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
+    """(images, labels) or, with distillation, (images, labels, teacher maps)."""
     images = torch.from_numpy(np.stack([b[0] for b in batch]))
     labels = torch.from_numpy(np.stack([b[1] for b in batch])).long()
-    return images, labels
+    if len(batch[0]) == 2:
+        return images, labels
+    return images, labels, torch.from_numpy(np.stack([b[2] for b in batch]))
 
 
 def load_matching(model: nn.Module, path: str | Path) -> tuple[int, int]:
@@ -153,6 +158,13 @@ class Trainer:
             gridmask=tuple(c.gridmask) if c.gridmask else None,
         )
         self.train_set.transform = self.transform
+        self.teacher_targets = None
+        if c.distill.teachers:
+            # Built (and the teacher files checked) now; their maps are computed in fit(),
+            # once resume has vouched for the output folder.
+            self.teacher_targets = TeacherTargets(
+                c.distill.teachers, self.train_set, c.distill.scales, c.distill.flip
+            )
         for dataset in (self.train_set, self.val_set):
             if c.cache:
                 self._check_cache(dataset)
@@ -193,6 +205,7 @@ class Trainer:
             c.loss.rmi_pool,
             c.loss.rmi_bce_weight,
         ).to(self.device)
+        self.distill_loss = SoftTargetCrossEntropy()
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
@@ -258,8 +271,11 @@ class Trainer:
 
     def _make_loader(self) -> torch.utils.data.DataLoader:
         c = self.config
+        data: torch.utils.data.Dataset = self.train_set
+        if self.teacher_targets is not None:
+            data = DistillationSet(self.train_set, self.teacher_targets)
         return torch.utils.data.DataLoader(
-            self.train_set,
+            data,
             batch_size=c.batch_size,
             shuffle=self.sampler is None,
             sampler=self.sampler,
@@ -357,6 +373,13 @@ class Trainer:
             self.output.mkdir(parents=True, exist_ok=True)
             (self.output / "config.yaml").write_text(_yaml(c.to_dict()))
             self.writer = _summary_writer(self.output)
+        if self.teacher_targets is not None:
+            if self.dist.main:
+                self.teacher_targets.prepare(self.output, self.log)
+            if self.dist.world_size > 1:
+                dist.barrier()  # the other processes read the maps rank 0 wrote
+            if not self.dist.main:
+                self.teacher_targets.prepare(self.output, self.log)
         self.log(
             f"training {c.model}/{self.variant} on {self.train_set.name} "
             f"({len(self.train_set)} frames) for {c.epochs} epochs x {self.steps_per_epoch} "
@@ -418,7 +441,7 @@ class Trainer:
             self.sampler.set_epoch(self.epoch)
         total, count = 0.0, 0
         bar = self._progress_bar()
-        for i, (images, labels) in enumerate(self.loader):
+        for i, (images, labels, *soft) in enumerate(self.loader):
             if i >= self.steps_per_epoch:
                 break
             lr = poly_lr(
@@ -442,6 +465,11 @@ class Trainer:
             ):
                 outputs = self.train_model(x)
             loss = self.criterion(outputs, y)
+            if soft:
+                logits = as_train_output(outputs).logits
+                loss = loss + c.distill.weight * self.distill_loss(
+                    logits, soft[0].to(self.device, non_blocking=True)
+                )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)

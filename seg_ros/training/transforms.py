@@ -32,20 +32,28 @@ class TrainTransform:
     gridmask_prob: float = 0.5
     resolution: float = 1.0
 
-    def __call__(self, image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, soft: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """``soft``: optional HxWxC uint8 teacher probabilities, warped like the label (bilinear,
+        zero-padded: an all-zero pixel has no target); returned third when given."""
         s = random.uniform(*self.scale) * self.resolution
         if s != 1.0:
             h, w = label.shape
             size = (max(1, round(w * s)), max(1, round(h * s)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
+            if soft is not None:
+                soft = resize_soft(soft, size)
         crop = (
             max(1, round(self.crop[0] * self.resolution)),
             max(1, round(self.crop[1] * self.resolution)),
         )
-        image, label = random_crop(image, label, crop)
+        image, label, soft = random_crop(image, label, crop, soft)
         if self.flip and random.random() < 0.5:
             image, label = image[:, ::-1], label[:, ::-1]
+            if soft is not None:
+                soft = soft[:, ::-1]
         if self.color_jitter > 0:
             image = jitter_colour(image, self.color_jitter)
         if self.gridmask is not None and random.random() < self.gridmask_prob:
@@ -53,23 +61,38 @@ class TrainTransform:
             image = grid_mask(
                 image, round(d_min * self.resolution), round(d_max * self.resolution), ratio
             )
-        return np.ascontiguousarray(image), np.ascontiguousarray(label)
+        out = (np.ascontiguousarray(image), np.ascontiguousarray(label))
+        return out if soft is None else (*out, np.ascontiguousarray(soft))
+
+
+def resize_soft(soft: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an HxWxC map to ``size`` (width, height); cv2 drops a single channel's
+    axis, which is put back."""
+    out = cv2.resize(soft, size, interpolation=cv2.INTER_LINEAR)
+    return out.reshape(out.shape[0], out.shape[1], soft.shape[2])
 
 
 def random_crop(
-    image: np.ndarray, label: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crop to ``size``; smaller inputs are padded (image with 0, label with ignore)."""
+    image: np.ndarray,
+    label: np.ndarray,
+    size: tuple[int, int],
+    soft: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Crop to ``size``; smaller inputs are padded (image with 0, label with ignore, ``soft``
+    teacher probabilities with 0 = no target)."""
     ch, cw = size
     h, w = label.shape
     if h < ch or w < cw:
         ph, pw = max(ch - h, 0), max(cw - w, 0)
         image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+        if soft is not None:
+            soft = np.pad(soft, ((0, ph), (0, pw), (0, 0)))
         h, w = label.shape
     y = random.randint(0, h - ch)
     x = random.randint(0, w - cw)
-    return image[y : y + ch, x : x + cw], label[y : y + ch, x : x + cw]
+    window = (slice(y, y + ch), slice(x, x + cw))
+    return image[window], label[window], None if soft is None else soft[window]
 
 
 def jitter_colour(image: np.ndarray, strength: float) -> np.ndarray:
