@@ -38,6 +38,8 @@ def test_recipe_parses_and_builds_its_loss(path: Path) -> None:
     for start, factor in config.progressive or []:
         assert 0 <= start < config.epochs and 0 < factor <= 1
     autocast_dtype(config.amp, torch.device("cpu"))
+    for teacher in config.distill.teachers:
+        assert (SOURCE_ROOT / teacher).is_file(), f"{path.name}: teacher {teacher} not shipped"
 
     classes = NUM_CLASSES[config.dataset]
     weights = torch.ones(classes) if config.loss.class_weights == "enet" else None
