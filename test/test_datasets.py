@@ -51,6 +51,28 @@ def test_camvid_maps_ids_exactly(tmp_path: Path) -> None:
     assert label.tolist() == [[0, 10, 255], [3, 255, 255]]
 
 
+def test_camvid_splits_select_and_drop_recordings(tmp_path: Path) -> None:
+    names = {"train": ["0001TP_0", "0001TP_1", "0006R0_0", "0016E5_0"], "val": ["0016E5_9"]}
+    for split, stems in names.items():
+        for stem in stems:
+            write_png(tmp_path / split / f"{stem}.png", np.zeros((2, 3, 3), np.uint8))
+            write_png(tmp_path / f"{split}annot" / f"{stem}.png", np.zeros((2, 3), np.uint8))
+
+    def stems(split: str) -> list[str]:
+        return [image.stem for image, _ in build_dataset("camvid", tmp_path, split).samples]
+
+    assert stems("train@0006R0") == ["0006R0_0"]
+    assert stems("train@0001TP,0016E5") == ["0001TP_0", "0001TP_1", "0016E5_0"]
+    assert stems("train+val-0006R0") == ["0001TP_0", "0001TP_1", "0016E5_0", "0016E5_9"]
+    assert stems("train+val-0006R0,0001TP") == ["0016E5_0", "0016E5_9"]
+    with pytest.raises(DatasetError, match=r"train/ has no frames of \['Seq05VD'\]"):
+        build_dataset("camvid", tmp_path, "train@Seq05VD")
+    with pytest.raises(DatasetError, match="no image/label pairs"):
+        build_dataset("camvid", tmp_path, "val-0016E5")
+    with pytest.raises(DatasetError, match="name the recordings"):
+        build_dataset("camvid", tmp_path, "train-")
+
+
 def test_missing_label_and_unknown_dataset_are_explained(tmp_path: Path) -> None:
     write_png(tmp_path / "train" / "a.png", np.zeros((2, 3, 3), np.uint8))
     (tmp_path / "trainannot").mkdir()

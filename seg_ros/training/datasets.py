@@ -183,16 +183,40 @@ def _pairs(image_dir: Path, label_dir: Path, label_name: Callable[[Path], str]) 
     return pairs
 
 
+def camvid_sequence(path: Path) -> str:
+    """The recording a CamVid frame comes from: its name's prefix (``0016E5_07959.png``)."""
+    return path.name.split("_", 1)[0]
+
+
 def camvid(root: str | Path, split: str = "train", **kwargs: object) -> SegmentationDataset:
     """CamVid in the SegNet layout: ``train/``, ``trainannot/``, ... ; id 11 (void) ignored.
-    Splits join with ``+`` (``train+val``)."""
+
+    Splits join with ``+`` (``train+val``); ``@`` keeps only some recordings of a folder
+    (``train@0006R0``) and a trailing ``-`` drops recordings from the whole split
+    (``train+val-0006R0``), so a held-out recording can stand in for new sequences: SegNet's
+    val is later frames of a recording that train holds, which flatters."""
     root = Path(root)
     lut = np.full(256, IGNORE_INDEX, np.uint8)
     lut[: CAMVID.num_classes] = np.arange(CAMVID.num_classes)
-    # "train+val": the final model of a schedule fixed on train/val is trained on both.
+    parts, minus, dropped = split.partition("-")
+    drop = {d for d in dropped.split(",") if d}
+    if minus and not drop:
+        raise DatasetError(f"camvid split {split!r}: name the recordings after '-'")
     pairs = []
-    for part in split.split("+"):
-        pairs += _pairs(root / part, root / f"{part}annot", lambda p: p.with_suffix(".png").name)
+    for part in parts.split("+"):
+        folder, _, kept = part.partition("@")
+        keep = {k for k in kept.split(",") if k}
+        found = _pairs(root / folder, root / f"{folder}annot", lambda p: p.with_suffix(".png").name)
+        if keep:
+            missing = keep - {camvid_sequence(image) for image, _ in found}
+            if missing:
+                raise DatasetError(
+                    f"camvid split {split!r}: {folder}/ has no frames of {sorted(missing)}"
+                )
+            found = [pair for pair in found if camvid_sequence(pair[0]) in keep]
+        pairs += found
+    if drop:
+        pairs = [pair for pair in pairs if camvid_sequence(pair[0]) not in drop]
     return SegmentationDataset(pairs, CAMVID, lut, name=f"camvid/{split}", **kwargs)
 
 
