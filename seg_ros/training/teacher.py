@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seg_ros.inference.artifacts import file_digest
 from seg_ros.training.datasets import SegmentationDataset
 from seg_ros.training.evaluate import normalise, predict_probabilities
 from seg_ros.weights import load_model
@@ -25,14 +26,6 @@ from seg_ros.weights import load_model
 
 class TeacherError(ValueError):
     pass
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class TeacherTargets:
@@ -65,14 +58,13 @@ class TeacherTargets:
                     f"teacher {path} predicts {meta.class_names}, but {dataset.name} has {classes}"
                 )
             self.models.append((model.eval(), meta))
-        self.folder: Path | None = None
         self._maps: list[np.ndarray] = []
 
     def key(self) -> dict[str, object]:
         """What the targets depend on; its digest names the folder, so other teachers or
         settings never reuse (or overwrite) these maps."""
         return {
-            "teachers": [{"path": str(p), "sha256": _file_sha256(p)} for p in self.paths],
+            "teachers": [{"path": str(p), "sha256": file_digest(p, 64)} for p in self.paths],
             "scales": self.scales,
             "flip": self.flip,
             "dataset": self.dataset.name,
@@ -132,7 +124,6 @@ class TeacherTargets:
                     f"{folder / f'{i:05d}.npy'} is {soft.dtype} {soft.shape}, expected uint8 "
                     f"{expected}: remove the folder to recompute it"
                 )
-        self.folder = folder
         return folder
 
     def __getitem__(self, index: int) -> np.ndarray:
