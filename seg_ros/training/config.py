@@ -86,15 +86,9 @@ class TrainConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        loss = data.pop("loss", {}) or {}
-        unknown = set(loss) - {f.name for f in dataclasses.fields(LossConfig)}
-        if unknown:
-            raise ValueError(f"unknown loss option(s): {', '.join(sorted(unknown))}")
-        distill = data.pop("distill", {}) or {}
-        unknown = set(distill) - {f.name for f in dataclasses.fields(DistillConfig)}
-        if unknown:
-            raise ValueError(f"unknown distill option(s): {', '.join(sorted(unknown))}")
-        return cls(loss=LossConfig(**loss), distill=DistillConfig(**distill), **data)
+        loss = _section(data, "loss", LossConfig)
+        distill = _section(data, "distill", DistillConfig)
+        return cls(loss=loss, distill=distill, **data)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -105,6 +99,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _section(data: dict[str, Any], name: str, kind: type) -> Any:
+    """Pop the nested ``name:`` mapping of a recipe and build ``kind`` from it, refusing keys it
+    does not have (a misspelt option must not be silently ignored)."""
+    values = data.pop(name, {}) or {}
+    unknown = set(values) - {f.name for f in dataclasses.fields(kind)}
+    if unknown:
+        raise ValueError(f"unknown {name} option(s): {', '.join(sorted(unknown))}")
+    return kind(**values)
 
 
 def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:

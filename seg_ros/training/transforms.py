@@ -44,7 +44,7 @@ class TrainTransform:
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
             label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
             if soft is not None:
-                soft = resize_soft(soft, size)
+                soft = cv2.resize(soft, size, interpolation=cv2.INTER_LINEAR)
         crop = (
             max(1, round(self.crop[0] * self.resolution)),
             max(1, round(self.crop[1] * self.resolution)),
@@ -63,13 +63,6 @@ class TrainTransform:
             )
         out = (np.ascontiguousarray(image), np.ascontiguousarray(label))
         return out if soft is None else (*out, np.ascontiguousarray(soft))
-
-
-def resize_soft(soft: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an HxWxC map to ``size`` (width, height); cv2 drops a single channel's
-    axis, which is put back."""
-    out = cv2.resize(soft, size, interpolation=cv2.INTER_LINEAR)
-    return out.reshape(out.shape[0], out.shape[1], soft.shape[2])
 
 
 def random_crop(
