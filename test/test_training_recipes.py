@@ -40,6 +40,9 @@ def test_recipe_parses_and_builds_its_loss(path: Path) -> None:
     autocast_dtype(config.amp, torch.device("cpu"))
     for teacher in config.distill.teachers:
         assert (SOURCE_ROOT / teacher).is_file(), f"{path.name}: teacher {teacher} not shipped"
+    # an init the repository carries must be there (runs/ elsewhere is a local training output)
+    if config.init and config.init.startswith(("models/", "runs/checkpoints/")):
+        assert (SOURCE_ROOT / config.init).is_file(), f"{path.name}: init {config.init} missing"
 
     classes = NUM_CLASSES[config.dataset]
     weights = torch.ones(classes) if config.loss.class_weights == "enet" else None
