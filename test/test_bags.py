@@ -109,6 +109,14 @@ def test_compressed_frames(tmp_path: Path, fmt: str) -> None:
     assert diff.max() == 0 if fmt == "png" else diff.mean() < 12
 
 
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_rosbag2_folder_named_dot_bag_reads(tmp_path: Path, storage: str) -> None:
+    # rosbags alone takes "*.bag" for ROS 1 and fails on the folder (the card's val.bag).
+    with BagReader(make_bag(tmp_path / "val.bag", storage)) as bag:
+        assert bag.storage == storage
+        assert bag.counts == {"/camera/image_raw": 6, "/ground_truth/labels": 6}
+
+
 def test_missing_topic_lists_the_bags_topics(tmp_path: Path) -> None:
     with BagReader(make_bag(tmp_path / "bag")) as bag:
         with pytest.raises(BagError) as e:

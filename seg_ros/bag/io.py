@@ -29,6 +29,7 @@ from seg_ros.image_codec import (
 
 try:
     from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import Reader as Reader2
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 except ImportError as e:  # an optional extra: say how to get it
@@ -133,6 +134,11 @@ class BagReader:
         self.distro = distro
         try:
             self._reader = AnyReader([self.path], default_typestore=typestore(distro))
+            if self.path.is_dir() and not self._reader.is2:
+                # rosbags takes any path ending in ".bag" for a ROS 1 bag; a rosbag2 folder may
+                # be named so (seg-make-bag val.bag), and it is a folder, never a ROS 1 file.
+                self._reader.is2 = True
+                self._reader.readers = [Reader2(self.path)]
             self._reader.open()
         except BagError:
             raise
