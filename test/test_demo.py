@@ -153,3 +153,4 @@ def test_demo_plays_the_shipped_clip_and_scores_it(tmp_path: Path) -> None:
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-4000:]
     assert "camvid_clip" in text and "mIoU" in text and "frames answered" in text, text[-3000:]
+    assert "a sanity check, not accuracy on new footage" in text, text[-3000:]
