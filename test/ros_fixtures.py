@@ -28,12 +28,13 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 90.0
 WAIT_TIMEOUT = 45.0
 RESEND_AFTER = 10.0
-_TARGETS = {
-    "configure": "inactive",
-    "activate": "active",
-    "deactivate": "inactive",
-    "cleanup": "unconfigured",
-    "shutdown": "finalized",
+# Lifecycle transition -> (lifecycle_msgs Transition constant, the state it leads to).
+TRANSITIONS = {
+    "configure": ("TRANSITION_CONFIGURE", "inactive"),
+    "activate": ("TRANSITION_ACTIVATE", "active"),
+    "deactivate": ("TRANSITION_DEACTIVATE", "inactive"),
+    "cleanup": ("TRANSITION_CLEANUP", "unconfigured"),
+    "shutdown": ("TRANSITION_INACTIVE_SHUTDOWN", "finalized"),
 }
 
 
@@ -220,14 +221,8 @@ class Probe:
         from lifecycle_msgs.msg import Transition
         from lifecycle_msgs.srv import ChangeState
 
-        ids = {
-            "configure": Transition.TRANSITION_CONFIGURE,
-            "activate": Transition.TRANSITION_ACTIVATE,
-            "deactivate": Transition.TRANSITION_DEACTIVATE,
-            "cleanup": Transition.TRANSITION_CLEANUP,
-            "shutdown": Transition.TRANSITION_INACTIVE_SHUTDOWN,
-        }
-        request = ChangeState.Request(transition=Transition(id=ids[transition]))
+        constant, target = TRANSITIONS[transition]
+        request = ChangeState.Request(transition=Transition(id=getattr(Transition, constant)))
         before = self.lifecycle_state(node)
 
         # A transition is not a query: send it again only while the state is still the one it
@@ -235,24 +230,19 @@ class Probe:
         def unchanged() -> bool:
             return self.lifecycle_state(node) == before
 
+        # It ran if the node is now where it leads; its reply was lost, or a resent copy's
+        # refusal came first.
+        def ran() -> bool:
+            return before != target and self.lifecycle_state(node) == target
+
+        name = f"{node}/change_state"
         try:
-            success = self.call(
-                ChangeState,
-                f"{node}/change_state",
-                request,
-                timeout=STARTUP_TIMEOUT,
-                resend=unchanged,
-            ).success
-        except AssertionError as error:
-            success, lost = False, error
-        else:
-            lost = None
-        target = _TARGETS[transition]
-        if not success and before != target and self.lifecycle_state(node) == target:
-            return True  # it ran; its reply was lost, or a resent copy's refusal came first
-        if lost is not None:
-            raise lost
-        return success
+            reply = self.call(ChangeState, name, request, STARTUP_TIMEOUT, resend=unchanged)
+        except AssertionError:
+            if ran():
+                return True
+            raise
+        return reply.success or ran()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.tools.frame_sources import DEMO_CLIP, clip_labels, default_input, open_source
+from seg_ros.tools.frame_sources import clip_labels, default_input, open_source
 from seg_ros.tools.options import add_param_arg, add_pipeline_args, node_params_from_args
 
 NODE_NAME = "seg_demo_node"
@@ -335,10 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_shipped_clip(spec: str) -> bool:
-    from seg_ros.paths import find_data
-
-    clip = find_data(DEMO_CLIP)
-    return clip is not None and Path(spec).resolve() == Path(clip).resolve()
+    clip = default_input()
+    return clip != "synthetic" and Path(spec).resolve() == Path(clip).resolve()
 
 
 class ClipScore:
