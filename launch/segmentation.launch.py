@@ -3,6 +3,7 @@
     ros2 launch seg_ros segmentation.launch.py model:=fplnet
     ros2 launch seg_ros segmentation.launch.py image_topic:=/camera/image_raw use_rviz:=true
     ros2 launch seg_ros segmentation.launch.py params_file:=my.yaml namespace:=front
+    ros2 launch seg_ros segmentation.launch.py backend:=openvino precision:=int8   # CPU robot
     ros2 launch seg_ros segmentation.launch.py cameras:=front,left,right   # one node, 3 cameras
 
 Parameters come from ``params_file`` (config/segmentation.yaml by default); the model
@@ -30,8 +31,10 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "seg_ros"
-# Launch arguments that override the params file when not empty.
-NODE_OVERRIDES = ("model", "variant", "backend", "device", "weights")
+# Launch arguments that override the params file when not empty. Each must be declared:
+# launch accepts an undeclared `name:=value` without a word, and the node would run without it
+# (`precision:=int8` silently in fp32).
+NODE_OVERRIDES = ("model", "variant", "backend", "device", "precision", "engine", "weights")
 
 
 def _arguments() -> list[DeclareLaunchArgument]:
@@ -39,8 +42,10 @@ def _arguments() -> list[DeclareLaunchArgument]:
     return [
         DeclareLaunchArgument("model", default_value="", description="fplnet | rgpnet | desanet (empty: params file)"),  # noqa: E501
         DeclareLaunchArgument("variant", default_value="", description="model variant (empty: params file / weights)"),  # noqa: E501
-        DeclareLaunchArgument("backend", default_value="", description="torch | onnxruntime | tensorrt (empty: params file)"),  # noqa: E501
-        DeclareLaunchArgument("device", default_value="", description="cpu | cuda | cuda:N (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("backend", default_value="", description="auto | torch | onnxruntime | openvino | tensorrt (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("device", default_value="", description="cpu | cuda | cuda:N; OpenVINO also gpu, gpu.N, npu (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("precision", default_value="", description="fp32 | bf16 | fp16 | int8 (empty: params file)"),  # noqa: E501
+        DeclareLaunchArgument("engine", default_value="", description="ONNX file / OpenVINO IR / TensorRT engine (empty: params file / built on the fly)"),  # noqa: E501
         DeclareLaunchArgument("weights", default_value="", description="seg_ros .safetensors weights (empty: params file / shipped)"),  # noqa: E501
         DeclareLaunchArgument("image_topic", default_value="image", description="camera topic (sensor_msgs/Image); <image_topic>/compressed for compressed input"),  # noqa: E501
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of relative topics)"),  # noqa: E501

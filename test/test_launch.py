@@ -8,8 +8,10 @@ workspace) with AMENT_PREFIX_PATH covering the prefix.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,26 +21,51 @@ import pytest
 import yaml
 from ros_fixtures import SOURCE_ROOT, image_msg, scene, wait_for
 
-pytest.importorskip(
-    "launch_ros",
+LAUNCH_FILE = SOURCE_ROOT / "launch" / "segmentation.launch.py"
+needs_launch_ros = pytest.mark.skipif(
+    importlib.util.find_spec("launch_ros") is None,
     reason="launch_ros is not importable: it comes with a ROS 2 install, not from PyPI",
 )
-pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
 
-LAUNCH_FILE = SOURCE_ROOT / "launch" / "segmentation.launch.py"
-ARGUMENTS = {
-    "model",
-    "variant",
-    "backend",
-    "device",
-    "weights",
-    "image_topic",
-    "namespace",
-    "params_file",
-    "use_rviz",
-    "rviz_config",
-    "log_level",
-}
+
+def _documented_arguments() -> set[str]:
+    """The README's "Launch arguments:" paragraph: what users are told they can pass."""
+    text = (SOURCE_ROOT / "README.md").read_text()
+    paragraph = text[text.index("Launch arguments:") :].split("\n\n", 1)[0]
+    return set(re.findall(r"`([a-z_]+)`", paragraph.split(". Every other", 1)[0]))
+
+
+def _launch_file_constants() -> tuple[set[str], tuple[str, ...]]:
+    """Declared argument names and NODE_OVERRIDES, read from the file's source: no launch."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    declared = {
+        call.args[0].value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DeclareLaunchArgument"
+    }
+    (overrides,) = (
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_OVERRIDES"
+    )
+    return declared, overrides
+
+
+def test_launch_file_declares_what_the_readme_documents() -> None:
+    # Runs without launch_ros (CI): launch accepts an undeclared `name:=value` and drops it
+    # without a word, so a documented argument the file does not declare reaches nothing.
+    from seg_ros.ros.parameters import SPEC_BY_NAME
+
+    declared, overrides = _launch_file_constants()
+    assert declared == _documented_arguments()
+    assert {"model", "backend", "precision", "engine", "cameras"} <= declared
+    # Each override is a declared argument naming a string parameter of the node (the launch
+    # file passes them typed as strings).
+    assert set(overrides) <= declared
+    for name in overrides:
+        assert isinstance(SPEC_BY_NAME[name].default, str), name
+
+
 # What `ros2 launch` does with a launch file and its arguments.
 DRIVER = """
 import sys
@@ -62,17 +89,20 @@ def _load_module():
     return module
 
 
+@needs_launch_ros
 def test_declares_the_documented_arguments() -> None:
     from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 
     description = _load_module().generate_launch_description()
     declared = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
-    assert declared == ARGUMENTS
+    # What the static test above reads from the source is what launch sees.
+    assert declared == _launch_file_constants()[0] == _documented_arguments()
     # No DDS variable for the processes it starts: LARGE_DATA cut the node off from every
     # default-configured peer (camera, RViz, the ros2 CLI).
     assert not [e for e in description.entities if isinstance(e, SetEnvironmentVariable)]
 
 
+@needs_launch_ros
 def test_rviz_layout_follows_namespace_and_camera(tmp_path: Path) -> None:
     module = _load_module()
     path = module._rviz_config(
@@ -100,6 +130,7 @@ def _installed() -> bool:
     return (prefix / "lib" / "seg_ros" / "segmentation_node").is_file()
 
 
+@needs_launch_ros
 @pytest.mark.skipif(
     not _installed(), reason="seg_ros is not installed in an ament prefix (make install)"
 )
@@ -113,6 +144,8 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
         f"image_topic:={camera}",
         "model:=fplnet",
         "device:=cpu",
+        "backend:=torch",  # the params file says auto and fp32: these must win
+        "precision:=bf16",
         f"params_file:={SOURCE_ROOT / 'config' / 'segmentation.yaml'}",
         "log_level:=info",
     ]
@@ -132,11 +165,14 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
         labels = ros_probe.collect(Image, f"/{namespace}/segmentation/labels")
         pub = ros_probe.publisher(Image, camera)
         wait_for(lambda: pub.get_subscription_count() > 0, 120, "the launched node's subscription")
-        params = ros_probe.get_parameters(fqn, ["model", "device", "target_rate", "input_qos"])
+        names = ["model", "device", "backend", "precision", "target_rate", "input_qos"]
+        params = ros_probe.get_parameters(fqn, names)
         # Arguments override; everything else is the params file's.
         assert params == {
             "model": "fplnet",
             "device": "cpu",
+            "backend": "torch",
+            "precision": "bf16",
             "target_rate": 10.0,
             "input_qos": "auto",
         }
