@@ -69,6 +69,21 @@ def test_openvino_runs_every_network(model, variant, monkeypatch) -> None:
     assert pipeline(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)
 
 
+def test_openvino_conversion_does_not_print_torchs_tracer_deprecations() -> None:
+    """The node converts at start-up; its console showed two torch.jit FutureWarnings each time."""
+    pytest.importorskip("openvino")
+    import warnings
+
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch
+    from seg_ros.models.registry import build_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        convert_from_torch(build_model("fplnet", num_classes=11), (64, 96))
+    tracer = [str(w.message) for w in caught if "torch.jit" in str(w.message)]
+    assert not tracer, tracer
+
+
 def test_backend_auto_picks_the_runtime_and_never_overrides_a_choice() -> None:
     import importlib.util
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,10 @@ def convert_from_torch(network: Any, input_size: tuple[int, int]) -> Any:
 
     ov = import_openvino()
     example = torch.zeros(1, 3, *input_size)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # convert_model traces with torch.jit, which PyTorch 2.9+ deprecates on every call: the
+        # user can do nothing about it, and it filled the node's console at each conversion.
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
         return ov.convert_model(network.eval(), example_input=example, input=[(1, 3, *input_size)])
 
 
