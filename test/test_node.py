@@ -243,6 +243,20 @@ def test_parameters_are_declared_with_descriptors(node) -> None:
     assert all(desc.description for desc in d.values())
 
 
+def test_every_listed_parameter_reads_back_in_one_call(node) -> None:
+    """What `ros2 param dump` and rqt_reconfigure do: list, then get all at once. rclpy answers
+    that call with nothing at all when one parameter is uninitialised (measured: the dump was
+    `ros__parameters: {}` while `cameras` was declared without a value)."""
+    from rcl_interfaces.srv import ListParameters
+
+    listed = node.probe.call(
+        ListParameters, f"{node.fqn}/list_parameters", ListParameters.Request()
+    ).result.names
+    values = node.probe.get_parameters(node.fqn, sorted(listed))  # strict: one value per name
+    assert {"model", "backend", "cameras", "autostart"} <= set(values)
+    assert values["cameras"] == [""] and values["model"] == "fplnet"
+
+
 def _has_cuda() -> bool:
     import torch
 

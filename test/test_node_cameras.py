@@ -178,7 +178,11 @@ def test_deactivate_and_activate_serve_every_camera_again(node, ros_probe) -> No
 
 @pytest.mark.parametrize(
     ("cameras", "words"),
-    [("['front', 'front']", "listed twice"), ("['front', 'le ft']", "not namespaces")],
+    [
+        ("['front', 'front']", "listed twice"),
+        ("['front', 'le ft']", "not namespaces"),
+        ("[]", "an empty list"),
+    ],
 )
 def test_cameras_it_cannot_serve_stop_it_with_the_reason(tmp_path, cameras, words) -> None:
     cmd = node_command("seg_bad_cams", f"/seg_bad_cams_{os.getpid()}")

@@ -147,10 +147,11 @@ class _RosLogHandler(logging.Handler):
 
 
 CAMERAS_PARAM = "cameras"
+SINGLE_CAMERA = ("",)  # the default: one camera on 'image', in the node's namespace
 CAMERAS_DESCRIPTION = (
     "Several cameras, one network: namespaces (front, left, /robot/rear); each camera's input "
     "is <camera>/image and its outputs <camera>/segmentation/..., with its own header, "
-    "newest-frame slot and diagnostics status. Empty (default): one camera on 'image'. "
+    "newest-frame slot and diagnostics status. [''] (default): one camera on 'image'. "
     "Read-only: set at start."
 )
 
@@ -243,14 +244,24 @@ class SegmentationNode(LifecycleNode):
     def _declare_cameras(self) -> list[str]:
         """The read-only ``cameras`` list (a string array: a launch file or params YAML sets
         it); refused at start with the reason when it cannot be served."""
+        # Declared with a value: rclpy infers [] as a byte array, and an uninitialised
+        # parameter makes its get_parameters service answer nothing for *every* name (ros2
+        # param dump printed {}, rqt_reconfigure saw no parameters).
         self.declare_parameter(
             CAMERAS_PARAM,
-            Parameter.Type.STRING_ARRAY,
+            list(SINGLE_CAMERA),
             ParameterDescriptor(description=CAMERAS_DESCRIPTION, read_only=True),
         )
         try:
             names = list(self.get_parameter(CAMERAS_PARAM).value)
-        except ParameterUninitializedException:
+        except ParameterUninitializedException:  # rcl reads `cameras: []` as "not set"
+            raise InvalidParameterValueException(
+                CAMERAS_PARAM,
+                [],
+                f"{CAMERAS_PARAM}: an empty list; leave it out for one camera on 'image', "
+                "or list the cameras",
+            ) from None
+        if names == list(SINGLE_CAMERA):
             return []
         problem = check_cameras(names)
         if problem:
@@ -804,7 +815,7 @@ def usage() -> str:
         "",
         "parameters (default):",
     ]
-    lines += [f"  {CAMERAS_PARAM} (unset)", f"      {CAMERAS_DESCRIPTION}"]
+    lines += [f"  {CAMERAS_PARAM} ({list(SINGLE_CAMERA)!r})", f"      {CAMERAS_DESCRIPTION}"]
     for spec in SPECS:
         default = spec.default
         shown = str(default).lower() if isinstance(default, bool) else repr(default)
