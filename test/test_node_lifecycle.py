@@ -101,11 +101,22 @@ def test_autostarted_node_recovers_when_the_weights_are_fixed(ros_probe, weights
     assert code == 0, node.process.log()[-3000:]
 
 
-def test_invalid_startup_parameter_stops_the_node_with_the_reason(ros_domain, tmp_path) -> None:
-    process = NodeProcess("seg_test_invalid", {"backend": "tensorflow"}, tmp_path)
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"backend": "tensorflow"}, "backend 'tensorflow' is not allowed"),
+        # A wrong type (a params file's `overlay_alpha: 1`) is a clear line too, no traceback.
+        ({"overlay_alpha": 1}, "expecting type 'DOUBLE': overlay_alpha (write 1.0"),
+    ],
+)
+def test_invalid_startup_parameter_stops_the_node_with_the_reason(
+    ros_domain, tmp_path, params, words
+) -> None:
+    process = NodeProcess("seg_test_invalid", params, tmp_path)
     try:
         process.process.wait(timeout=90)
     finally:
         process.stop()
     assert process.process.returncode == 2
-    assert "backend 'tensorflow' is not allowed" in process.log()
+    assert words in process.log()
+    assert "Traceback" not in process.log()

@@ -863,6 +863,13 @@ def main(args: list[str] | None = None) -> int:
     except rclpy.exceptions.InvalidParameterValueException as e:
         print(f"segmentation_node: {e}", file=sys.stderr)
         code = 2
+    except rclpy.exceptions.InvalidParameterTypeException as e:
+        # A params file's `overlay_alpha: 1` or `-p input_width:=640.0`: parameters are
+        # statically typed, so say which and how, not with a traceback.
+        print(
+            f"segmentation_node: {e} (write 1.0 for a double, 640 for an integer)", file=sys.stderr
+        )
+        code = 2
     finally:
         if node is not None:
             node.close()
