@@ -23,9 +23,8 @@ def test_fast_camera_slow_model_drops_and_stays_current(ros_probe, tmp_path) -> 
     weights = make_weights(tmp_path / "fplnet.safetensors")
     params = {
         "weights": str(weights),
-        # A network input this large takes a few hundred ms per frame with PyTorch on the CPUs
-        # CI has had (320x240 took 63 ms on one, too close to the 33 ms camera period), so the
-        # model is several times slower than the camera on any of them.
+        # At this input PyTorch takes ~180 ms a frame on a 2-core AVX2 EPYC, over 5x the 33 ms
+        # camera period; 320x240 took 63 ms on CI's faster CPU, too close to it.
         "backend": "torch",
         "input_width": 640,
         "input_height": 480,
