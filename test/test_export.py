@@ -125,6 +125,48 @@ def test_tensorrt_export_without_tensorrt(weights, tmp_path, capsys) -> None:
     assert "TensorRT" in capsys.readouterr().err
 
 
+def test_tensorrt_export_never_replaces_a_file_it_was_not_asked_to_write(
+    weights, tmp_path, monkeypatch, capsys
+) -> None:
+    """seg-export --tensorrt DIR/model.engine once replaced the user's DIR/model.onnx with its
+    intermediate export, then failed for want of TensorRT."""
+    from seg_ros.inference import engine as engine_module
+
+    theirs = tmp_path / "model.onnx"
+    theirs.write_bytes(b"the user's own ONNX, not seg_ros'")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["--model", "fplnet", "--weights", str(weights), "--size", "64x96"]
+    argv += ["--tensorrt", str(tmp_path / "model.engine")]
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        # Here (no TensorRT): refused before any work, nothing written.
+        assert seg_export.main(argv) == 2
+        assert "TensorRT" in capsys.readouterr().err
+        assert theirs.read_bytes() == b"the user's own ONNX, not seg_ros'"
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+    # Where TensorRT and a GPU exist: the ONNX it builds from lives in a scratch folder.
+    built = {}
+
+    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
+        built["onnx"] = Path(onnx)
+        assert read_onnx_metadata(onnx)["model"] == "fplnet"  # a real export, complete
+        Path(engine).write_bytes(b"engine")
+        Path(f"{engine}.json").write_text("{}")
+
+    monkeypatch.setattr(seg_export, "require_tensorrt", lambda device: None)
+    monkeypatch.setattr(engine_module, "build_engine", build_engine)
+    assert seg_export.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"weights {weights}" in printed  # says which weights it exported
+    assert built["onnx"].parent != tmp_path and not built["onnx"].exists()  # scratch, removed
+    assert theirs.read_bytes() == b"the user's own ONNX, not seg_ros'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*before, "model.engine", "model.engine.json"]
+    )
+
+
 def test_provider_choice() -> None:
     assert providers_for("cpu", "fp32", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     with pytest.raises(ConfigError, match="bf16"):

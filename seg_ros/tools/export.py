@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from seg_ros.tools.options import parse_size
@@ -33,10 +34,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--variant", help="model variant (default: the weights' or the registry's)")
     p.add_argument(
-        "--weights", help="safetensors weights; without them the network is random (warned)"
+        "--weights",
+        help="safetensors weights (default: the shipped models/<model>_camvid.safetensors; a "
+        "random network, warned, where none is shipped); the output line names the file used",
     )
     p.add_argument("--num-classes", type=int, help="classes of a random-init network")
-    p.add_argument("--onnx", type=Path, help="ONNX output path (default: next to --tensorrt)")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        help="ONNX output path (with --tensorrt and no --onnx, the ONNX is a temporary file)",
+    )
     p.add_argument(
         "--size",
         type=parse_size,
@@ -99,30 +106,52 @@ def main(argv: list[str] | None = None) -> int:
             raise PipelineError("nothing to do: give --onnx, --tensorrt and/or --fp16-weights")
         if args.dynamic and args.tensorrt is not None:
             raise PipelineError("TensorRT engines are built for one size; drop --dynamic")
+        if args.tensorrt is not None:
+            require_tensorrt(args.device)  # before any work: nothing exported, nothing written
         loaded = load_network(args.model, args.variant, args.weights, args.num_classes)
         size = args.size or tuple(loaded.metadata.input_size)
-        onnx_path = args.onnx or args.tensorrt.with_suffix(".onnx")
-        export(loaded, onnx_path, size, args)
-        if args.check:
-            check(loaded, onnx_path, size)
-        if args.tensorrt is not None:
-            from seg_ros.inference.engine import build_engine
+        with tempfile.TemporaryDirectory(prefix="seg-export-") as scratch:
+            # An ONNX the user did not name goes to a scratch folder, never beside the engine,
+            # where it could replace a file of theirs.
+            onnx_path = args.onnx or Path(scratch) / "model.onnx"
+            export(loaded, onnx_path, size, args)
+            if args.check:
+                check(loaded, onnx_path, size)
+            if args.tensorrt is not None:
+                from seg_ros.inference.engine import build_engine
 
-            index = int(args.device.split(":")[1]) if ":" in args.device else 0
-            build_engine(
-                onnx_path,
-                args.tensorrt,
-                size,
-                "fp16" if args.fp16 else "fp32",
-                int(args.workspace * (1 << 30)),
-                index,
-                loaded.metadata.to_strings(),
-            )
-            print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
+                build_engine(
+                    onnx_path,
+                    args.tensorrt,
+                    size,
+                    "fp16" if args.fp16 else "fp32",
+                    int(args.workspace * (1 << 30)),
+                    device_index(args.device),
+                    loaded.metadata.to_strings(),
+                )
+                print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
     except (PipelineError, WeightsError, ValueError, OSError) as e:
         print(f"seg-export: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def require_tensorrt(device: str) -> None:
+    """Refuse at once where no engine can be built: TensorRT missing or too old, or no GPU."""
+    from seg_ros.inference.engine import import_tensorrt
+    from seg_ros.inference.errors import BackendUnavailableError
+
+    import_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"--tensorrt builds on a CUDA GPU ({device}); PyTorch sees none on this machine"
+        )
+
+
+def device_index(device: str) -> int:
+    return int(device.split(":")[1]) if ":" in device else 0
 
 
 def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
@@ -150,8 +179,9 @@ def sidecar_for(args: argparse.Namespace) -> int:
         metadata, size = onnx_metadata(args.from_onnx)
     else:
         metadata, size = read_metadata(args.weights).to_strings(), None
-    index = int(args.device.split(":")[1]) if ":" in args.device else 0
-    path = sidecar_for_engine(args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", index)
+    path = sidecar_for_engine(
+        args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", device_index(args.device)
+    )
     built = tuple(read_sidecar(args.sidecar_for).input_size)
     if size is not None and built != size:
         path.unlink()  # written just now, by us
@@ -171,14 +201,14 @@ def engine_from_onnx(args: argparse.Namespace) -> int:
     metadata, (h, w) = onnx_metadata(args.from_onnx)
     if args.model and args.model != metadata.get("model"):
         raise PipelineError(f"{args.from_onnx} holds {metadata.get('model')!r}, not {args.model!r}")
-    index = int(args.device.split(":")[1]) if ":" in args.device else 0
+    require_tensorrt(args.device)
     build_engine(
         args.from_onnx,
         args.tensorrt,
         (h, w),
         "fp16" if args.fp16 else "fp32",
         int(args.workspace * (1 << 30)),
-        index,
+        device_index(args.device),
         metadata,
     )
     print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
@@ -215,8 +245,10 @@ def export(loaded, onnx_path: Path, size: tuple[int, int], args: argparse.Namesp
         metadata=loaded.metadata,
     )
     shape = "dynamic size" if args.dynamic else f"{size[0]}x{size[1]}"
+    source = "RANDOM weights" if loaded.random_init else f"weights {loaded.weights_path}"
+    what = f"wrote {onnx_path}" if args.onnx else "exported the ONNX for the engine"
     print(
-        f"wrote {onnx_path} ({loaded.metadata.model}/{loaded.metadata.variant}, {shape}, "
+        f"{what} ({loaded.metadata.model}/{loaded.metadata.variant}, {source}, {shape}, "
         f"opset {onnx_opset(onnx_path)}, {time.perf_counter() - start:.1f} s)"
     )
 
