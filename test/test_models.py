@@ -45,6 +45,29 @@ def test_macs_match_paper_at_512x1024(name, variant, paper_gmacs) -> None:
     assert abs(gmacs / paper_gmacs - 1) < 0.01, gmacs
 
 
+@pytest.mark.parametrize(("name", "variant"), ALL)
+def test_macs_are_counted_for_every_variant(name, variant) -> None:
+    """On the meta device, as seg-models does (DESANet's deformable conv once crashed it)."""
+    small = count_macs(name, variant, (64, 128), 11)
+    assert small > 0
+    assert count_macs(name, variant, (128, 256), 11) == pytest.approx(4 * small, rel=0.05)
+
+
+def test_seg_models_lists_every_variant(tmp_path, capsys) -> None:
+    import json
+
+    from seg_ros.tools import models
+
+    out = tmp_path / "models.json"
+    argv = ["--no-time", "--sizes", "64x128", "--num-classes", "11", "--json", str(out)]
+    assert models.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["variant"]) for r in rows] == ALL
+    assert all(r["gmacs_64x128"] > 0 for r in rows)
+    printed = capsys.readouterr().out
+    assert all(variant in printed for _, variant in ALL)
+
+
 def test_aux_head_is_excluded_from_deploy_count() -> None:
     model = build_model("desanet", "resnet18", 19)
     aux = sum(p.numel() for p in model.aux_head.parameters())

@@ -45,7 +45,8 @@ def has_deform_conv(network: nn.Module) -> bool:
 
 def deform_conv_fp32(deform: nn.Module, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """``deform(x, offset)``, in fp32 when autocast is on (see the module docstring)."""
-    if torch.is_autocast_enabled(x.device.type):
+    # The meta device (the MAC counter's) has no autocast to ask about.
+    if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):
             return deform(x.float(), offset.float())
     return deform(x, offset)
