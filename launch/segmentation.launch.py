@@ -21,6 +21,7 @@ from __future__ import annotations
 import tempfile
 
 import yaml
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.launch_context import LaunchContext
@@ -78,6 +79,11 @@ def _nodes(context: LaunchContext) -> list[Node]:
     if cameras:
         parameters.append({"cameras": cameras})
     image_topic, namespace = arg("image_topic"), arg("namespace")
+    use_rviz = IfCondition(LaunchConfiguration("use_rviz")).evaluate(context)
+    if use_rviz:
+        # Before any process starts: launch_ros resolves rviz2 only when it runs it, after the
+        # node is up, and the node was then left running without its launch.
+        _require_package("rviz2", "use_rviz:=true")
     segmentation = Node(
         package=PACKAGE,
         executable="segmentation_node",
@@ -88,7 +94,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
         ros_arguments=["--log-level", arg("log_level")],
         output="screen",
     )
-    if not IfCondition(LaunchConfiguration("use_rviz")).evaluate(context):
+    if not use_rviz:
         return [segmentation]
     config = _rviz_config(arg("rviz_config"), _resolve(image_topic, namespace), namespace)
     rviz = Node(
@@ -100,6 +106,16 @@ def _nodes(context: LaunchContext) -> list[Node]:
         output="screen",
     )
     return [segmentation, rviz]
+
+
+def _require_package(package: str, why: str) -> None:
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        raise RuntimeError(
+            f"{why} needs the ROS 2 package '{package}', which is not installed here (e.g. "
+            f"apt install ros-$ROS_DISTRO-{package}); nothing was started"
+        ) from None
 
 
 def _rviz_config(template: str, image_topic: str, namespace: str) -> str:

@@ -192,3 +192,57 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
         log.close()
     text = (tmp_path / "launch.log").read_text()
     assert "process has finished cleanly" in text, text[-3000:]
+
+
+def _processes_with(text: str) -> list[int]:
+    """Pids whose command line holds ``text`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@needs_launch_ros
+@pytest.mark.skipif(
+    not _installed(), reason="seg_ros is not installed in an ament prefix (make install)"
+)
+def test_launch_without_rviz2_starts_nothing(tmp_path: Path) -> None:
+    """use_rviz:=true where rviz2 is missing once failed after the node had started, and left
+    it running with no launch to stop it."""
+    from ament_index_python.packages import get_package_prefix
+
+    prefix = get_package_prefix("seg_ros")
+    env = dict(os.environ, AMENT_PREFIX_PATH=prefix, PYTHONUNBUFFERED="1")
+    if (Path(prefix) / "share" / "ament_index" / "resource_index" / "packages" / "rviz2").exists():
+        pytest.skip(f"rviz2 is installed in seg_ros' own prefix {prefix}")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    namespace = f"norviz_{os.getpid()}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DRIVER,
+            str(LAUNCH_FILE),
+            f"namespace:={namespace}",
+            "use_rviz:=true",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        start_new_session=True,
+    )
+    printed = result.stdout + result.stderr
+    assert result.returncode != 0, printed
+    assert "'rviz2', which is not installed" in printed and "nothing was started" in printed
+    assert "process started" not in printed, printed
+    leftovers = _processes_with(f"__ns:=/{namespace}")
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, "the launch left a segmentation node behind"
