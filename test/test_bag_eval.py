@@ -237,7 +237,8 @@ def test_ambiguous_image_topic_asks_for_one(data, tmp_path: Path, capsys) -> Non
     with BagWriter(bag, "sqlite3") as writer:
         for topic in ("/left/image", "/right/image"):
             writer.write_image(topic, 1, np.zeros((H, W, 3), np.uint8), "rgb8", 1, "c")
-    assert bag_eval([str(bag), "--weights", str(data["weights"]), "--out", str(tmp_path)]) == 2
+    argv = [str(bag), "--weights", str(data["weights"]), "--out", str(tmp_path / "r0")]
+    assert bag_eval(argv) == 2
     err = capsys.readouterr().err
     assert "pass --image-topic" in err and "/left/image" in err and "/right/image" in err
     report = run(bag, tmp_path / "r", "--image-topic", "/right/image", weights=data["weights"])

@@ -14,6 +14,7 @@ import pytest
 from ros_fixtures import SOURCE_ROOT
 
 from seg_ros.tools import bench, demo, export, models
+from seg_ros.tools.output_paths import OutputPathError, OwnedFolder
 
 
 def _console_scripts() -> dict[str, str]:
@@ -93,23 +94,39 @@ def test_demo_output_folder_keeps_what_it_did_not_write(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "holiday.png").write_bytes(b"a user's picture")
-    with pytest.raises(demo.OutputFolderError, match="did not write"):
-        demo.prepare_output(folder)
+    with pytest.raises(OutputPathError, match="did not write"):
+        OwnedFolder(folder, demo.TOOL, "--output").claim()
     assert (folder / "holiday.png").read_bytes() == b"a user's picture"
 
     # A folder of an earlier run: exactly its own files go, a file added since is refused.
-    run = tmp_path / "run"
-    demo.prepare_output(run)
+    run = OwnedFolder(tmp_path / "run", demo.TOOL, "--output")
+    run.claim()
     writer = demo.PngWriter(run)
-    writer.record("node.log")
-    (run / "node.log").write_text("log")
+    run.reserve("node.log")
+    (run.folder / "node.log").write_text("log")
     writer.close()
-    demo.prepare_output(run)  # ours only: cleaned
-    assert not (run / "node.log").exists()
-    (run / "frame_00001_labels.png").write_bytes(b"the user's, same name pattern")
-    with pytest.raises(demo.OutputFolderError):
-        demo.prepare_output(run)
-    assert (run / "frame_00001_labels.png").exists()
+    run.claim()  # ours only: cleaned
+    assert not (run.folder / "node.log").exists()
+    (run.folder / "frame_00001_labels.png").write_bytes(b"the user's, same name pattern")
+    with pytest.raises(OutputPathError):
+        run.claim()
+    assert (run.folder / "frame_00001_labels.png").exists()
+
+
+def test_an_owned_file_the_user_edited_is_theirs(tmp_path: Path) -> None:
+    owned = OwnedFolder(tmp_path / "report", "seg-bag-eval", "--out")
+    owned.claim()
+    owned.reserve("report.md", "iou.png")
+    (owned.folder / "report.md").write_text("# report\n")
+    owned.seal()  # iou.png was never written: not listed
+    assert [line.split("  ")[1] for line in owned.manifest.read_text().splitlines()] == [
+        "report.md"
+    ]
+    owned.check()  # unchanged: a later run may replace it
+    (owned.folder / "report.md").write_text("# report\nmy notes on frame 12\n")
+    with pytest.raises(OutputPathError, match=r"changed since \(report\.md\)"):
+        owned.claim()
+    assert "my notes" in (owned.folder / "report.md").read_text()
 
 
 def test_demo_refuses_a_folder_of_user_images(tmp_path: Path, capsys) -> None:
@@ -120,3 +137,56 @@ def test_demo_refuses_a_folder_of_user_images(tmp_path: Path, capsys) -> None:
     assert demo.main(["--input", str(folder), "--output", str(folder)]) == 2
     assert "did not write" in capsys.readouterr().err
     assert len(list(folder.glob("*.png"))) == 3
+
+
+def _bad_outputs(tmp: Path) -> list[tuple[str, list[str], str]]:
+    """(tool module, argv, the flag its one-line refusal names) for each output option."""
+    (tmp / "a_file").write_text("not a folder")
+    (tmp / "a_bag").mkdir()
+    missing = str(tmp / "no_such_folder" / "x.json")
+    data = ["--data-root", str(tmp)]
+    quantize = ["--model", "fplnet", *data, "--output"]
+    return [
+        ("evaluate", ["fplnet", *data, "--json", missing], "--json"),
+        ("bag_eval", [str(tmp / "b.mcap"), "--out", str(tmp / "a_file")], "--out"),
+        ("bag_eval", [str(tmp / "b.mcap"), "--output-bag", str(tmp / "a_bag")], "--output-bag"),
+        ("demo", ["--output", str(tmp / "a_file")], "--output"),
+        ("bench", ["--models", "fplnet", "--json", missing], "--json"),
+        ("models", ["--no-time", "--json", str(tmp)], "--json"),
+        ("node_bench", ["--json", missing], "--json"),
+        ("cameras_bench", ["--json", missing], "--json"),
+        ("dds_bench", ["--json", missing], "--json"),
+        ("quantize", [*quantize, str(tmp / "no" / "q.xml")], "--output"),
+        ("quantize", [*quantize, str(tmp / "q.xml"), "--json", missing], "--json"),
+        ("make_bag", [str(tmp / "a_bag"), "--dataset", "camvid", *data], "output"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_every_output_path_is_refused_before_any_work(case, tmp_path, monkeypatch, capsys) -> None:
+    """seg-bag-eval once evaluated a whole bag, then died on its --out; seg-eval likewise on a
+    --json in a missing folder. Now each tool refuses a bad output path first: one line, exit 2,
+    and none of the work (weights, datasets, bags, the node) is touched."""
+    import importlib
+
+    import seg_ros.bag.io
+    import seg_ros.inference.loading
+    import seg_ros.ros.node_process
+    import seg_ros.training.datasets
+
+    def work_started(*args, **kwargs):
+        raise AssertionError("work started before the output path was checked")
+
+    for module, name in (
+        (seg_ros.inference.loading, "load_network"),
+        (seg_ros.training.datasets, "build_dataset"),
+        (seg_ros.bag.io, "BagReader"),
+        (seg_ros.ros.node_process, "NodeProcess"),
+    ):
+        monkeypatch.setattr(module, name, work_started)
+    tool, argv, flag = _bad_outputs(tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert importlib.import_module(f"seg_ros.tools.{tool}").main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f" {flag} " in err[0], err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written

@@ -47,6 +47,19 @@ def latency_summary(records: Sequence[FrameRecord]) -> dict[str, dict[str, float
     return out
 
 
+# Every file write_report may write (which ones depends on the figures), for the tools that
+# must own the folder before writing into it.
+REPORT_FILES = (
+    "latency.png",
+    "iou.png",
+    "calibration.png",
+    "samples.png",
+    "frames.csv",
+    "report.md",
+    "report.json",
+)
+
+
 def write_report(
     out_dir: str | Path,
     summary: dict[str, Any],

@@ -28,6 +28,7 @@ from seg_ros.tools.options import (
     node_params_from_args,
     param_pairs,
 )
+from seg_ros.tools.output_paths import OwnedFolder, check_new_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,7 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+TOOL = "seg-bag-eval"
+# What a live run's node leaves in the report folder (seg_ros.ros.bag_replay).
+NODE_FILES = ("node.log", "node_params.yaml")
+
+
+def report_folder(args: argparse.Namespace) -> OwnedFolder:
+    out = args.out or Path(f"{re.sub(r'[.](mcap|db3)$', '', args.bag.name)}_{args.mode}_eval")
+    return OwnedFolder(out, TOOL, "--out")
+
+
 def check_args(args: argparse.Namespace) -> None:
+    # Output paths first: a bad one must fail in a second, not after the whole bag.
+    report_folder(args).check()
+    check_new_path(args.output_bag, "--output-bag")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be at least 1")
     if args.samples < 0:
@@ -145,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from seg_ros.bag.io import BagError, BagReader, BagWriter, BagWriterThread, copy_bag
     from seg_ros.bag.live import run_live
     from seg_ros.bag.offline import run_offline
-    from seg_ros.bag.report import write_report
+    from seg_ros.bag.report import REPORT_FILES, write_report
     from seg_ros.bag.selection import (
         check_class_count,
         choose_image_topic,
@@ -174,9 +188,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             frame_count = min(frame_count, args.limit)
         evaluation = BagEvaluation(classes, label_topic, frame_count, args.samples)
         source = FrameSource(reader, image_topic, label_topic, evaluation, args.limit)
-        out_dir = args.out or Path(
-            f"{re.sub(r'[.](mcap|db3)$', '', args.bag.name)}_{args.mode}_eval"
-        )
+        owned = report_folder(args)
+        out_dir = owned.folder
+        owned.claim()
+        owned.reserve(*REPORT_FILES, *NODE_FILES)
         writer = None
         skipped: list[str] = []
         outputs = None
@@ -220,10 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                evaluation, source, skipped, out_dir)  # fmt: skip
         answered = {r.index for r in evaluation.records}
         dropped_s = [t for i, t in enumerate(source.times_s) if i not in answered]
-        summary["files"] = write_report(
-            out_dir, summary, evaluation.records, evaluation.sample_list(), classes.palette,
-            config_from_args(args).overlay_alpha, dropped_s,
-        )  # fmt: skip
+        try:
+            summary["files"] = write_report(
+                out_dir, summary, evaluation.records, evaluation.sample_list(), classes.palette,
+                config_from_args(args).overlay_alpha, dropped_s,
+            )  # fmt: skip
+        finally:
+            owned.seal()
     return summary
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from seg_ros.compat import zip_strict
 from seg_ros.tools.options import parse_size
+from seg_ros.tools.output_paths import outputs_refused
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -328,6 +329,8 @@ def _cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-bench", {"--json": args.json}):
+        return 2
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="seg-bench: %(message)s")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.tools.options import add_pipeline_args, node_params_from_args, parse_size
+from seg_ros.tools.output_paths import outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -173,6 +174,8 @@ def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-cameras-bench", {"--json": args.json}):
+        return 2
     if args.cameras < 1 or args.rate <= 0 or args.seconds <= 0:
         print("seg-cameras-bench: --cameras, --rate, --seconds must be positive", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from typing import Any
 
 from seg_ros.ros.dds_tuning import PROFILE_VARIABLES
 from seg_ros.tools.options import parse_size
+from seg_ros.tools.output_paths import outputs_refused
 
 NODE_NAME = "seg_dds_bench_node"
 NAMESPACE = "/dds_bench"
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(peer_main(json.loads(argv[1]))), flush=True)
         return 0
     args = parse_args(argv)
+    if outputs_refused("seg-dds-bench", {"--json": args.json}):
+        return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     rows = []

@@ -28,6 +28,7 @@ import numpy as np
 
 from seg_ros.tools.frame_sources import clip_labels, default_input, open_source
 from seg_ros.tools.options import add_param_arg, add_pipeline_args, node_params_from_args
+from seg_ros.tools.output_paths import OutputPathError, OwnedFolder
 
 NODE_NAME = "seg_demo_node"
 NAMESPACE = "/seg_demo"
@@ -36,43 +37,16 @@ NAMESPACE = "/seg_demo"
 # ---------------------------------------------------------------- output
 
 
-MANIFEST = "seg-demo-files.txt"
-
-
-class OutputFolderError(Exception):
-    pass
-
-
-def prepare_output(folder: Path) -> None:
-    """Make ``folder`` ready for a run without touching what seg-demo did not write.
-
-    A new or empty folder is used as it is. A folder an earlier run wrote has that run's
-    manifest: exactly the files it lists are removed (nothing else, even a PNG the user put
-    there). Any other non-empty folder is refused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / MANIFEST
-    ours = set(manifest.read_text().split("\n")) - {""} if manifest.is_file() else set()
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours | {MANIFEST})
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise OutputFolderError(
-            f"output folder {folder} holds files seg-demo did not write ({shown}); "
-            "give an empty or new folder with --output"
-        )
-    for name in ours:
-        path = folder / name
-        if path.is_file() and path.parent == folder:
-            path.unlink()
-    manifest.unlink(missing_ok=True)
+TOOL = "seg-demo"
 
 
 class PngWriter:
     """Writes results on a thread of its own, so a slow disk never delays receiving; every
     file it writes is listed in the folder's manifest, so a later run removes only those."""
 
-    def __init__(self, folder: Path, save_input: bool = False) -> None:
-        self.folder = folder
-        self._manifest = (folder / MANIFEST).open("a")
+    def __init__(self, folder: OwnedFolder, save_input: bool = False) -> None:
+        self.owned = folder
+        self.folder = folder.folder
         self.inputs: dict[str, np.ndarray] = {}
         self.save_input = save_input
         self.written = 0
@@ -102,17 +76,13 @@ class PngWriter:
         import cv2
 
         # Listed before it exists: a run killed mid-write still owns the file.
-        self.record(name)
+        self.owned.reserve(name)
         cv2.imwrite(str(self.folder / name), image)
-
-    def record(self, name: str) -> None:
-        self._manifest.write(name + "\n")
-        self._manifest.flush()
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=60)
-        self._manifest.close()
+        self.owned.seal()
 
 
 # ---------------------------------------------------------------- the run
@@ -230,10 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.ros.contract import FRAMES_PROCESSED, NodeStatus, node_fqn, status_name
     from seg_ros.ros.node_process import NodeProcess, node_command
 
-    out = Path(args.output)
+    owned = OwnedFolder(args.output, TOOL, "--output")
+    out = owned.folder
     try:
-        prepare_output(out)
-    except OutputFolderError as e:
+        owned.claim()
+    except OutputPathError as e:
         print(f"seg-demo: {e}", file=sys.stderr)
         return 2
     if args.input is None:
@@ -248,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f" ({'; '.join(notes)})" if notes else "")
     )
     print(f"seg-demo: starting {NAMESPACE}/{NODE_NAME} (log: {out / 'node.log'})")
-    writer = PngWriter(out, args.save_input)
-    writer.record("node.log")
+    writer = PngWriter(owned, args.save_input)
+    owned.reserve("node.log")
     node = NodeProcess(command, out / "node.log", echo=sys.stderr)
     latencies: list[float] = []
     lock = threading.Lock()

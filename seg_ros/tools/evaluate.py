@@ -21,6 +21,7 @@ from typing import Any
 
 from seg_ros.inference.config import BACKENDS, PRECISIONS
 from seg_ros.tools.options import parse_size
+from seg_ros.tools.output_paths import outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,6 +90,8 @@ def resolve_weights(name_or_path: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-eval", {"--json": args.json}):
+        return 2
     import torch
 
     from seg_ros.inference.errors import PipelineError
@@ -173,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(seconds, 2),
             **report(cm, class_names),
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 

@@ -15,6 +15,8 @@ import argparse
 import sys
 import time
 
+from seg_ros.tools.output_paths import outputs_refused
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.bag.dataset_bag import IMAGE_FORMATS, BagLayout
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-make-bag", {}, new={"output": args.output}):
+        return 2
     from seg_ros.bag.dataset_bag import BagLayout, write_split_bag
     from seg_ros.bag.io import BagError
     from seg_ros.training.datasets import DatasetError, build_dataset

@@ -14,6 +14,7 @@ import time
 
 from seg_ros.compat import zip_strict
 from seg_ros.tools.options import parse_size
+from seg_ros.tools.output_paths import outputs_refused
 
 
 def time_forward(model: object, size: tuple[int, int], repeat: int) -> float:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--json", help="also write the rows as JSON to this file")
     args = p.parse_args(argv)
+    if outputs_refused("seg-models", {"--json": args.json}):
+        return 2
 
     import torch
 

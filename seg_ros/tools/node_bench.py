@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from seg_ros.tools.options import add_pipeline_args, node_params_from_args
+from seg_ros.tools.output_paths import outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="node_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="seg-node-bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=40, help="timed frames (default: %(default)s)")
     p.add_argument(
         "--warmup", type=int, default=5, help="untimed frames first (default: %(default)s)"
@@ -221,6 +222,8 @@ def throughput(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-node-bench", {"--json": args.json}):
+        return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     from seg_ros.ros.dds_tuning import apply_fastdds_profile

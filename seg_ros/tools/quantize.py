@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from seg_ros.tools.output_paths import outputs_refused
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.inference.quantize import DEFAULT_MAX_DROP
@@ -68,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if outputs_refused("seg-quantize", {"--output": args.output, "--json": args.json}):
+        return 2
     if args.output.suffix.lower() != ".xml":
         print("seg-quantize: --output must end in .xml (OpenVINO IR)", file=sys.stderr)
         return 2
