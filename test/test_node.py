@@ -529,3 +529,56 @@ def test_failed_switch_keeps_serving_and_reverts(swap_node, weights) -> None:
     assert values(node.status())["Model"] == "fplnet"
     log = node.process.log()
     assert "pipeline switch failed" in log and "reverted weights=" in log
+
+
+# ---------------------------------------------------------------- int8 at the size asked
+
+
+def test_an_input_size_the_engine_cannot_take_is_refused_at_once(node, weights, tmp_path) -> None:
+    """`ros2 param set ... precision int8` at a size the model could not run once answered
+    "successful" and reverted 2 s later; a model that cannot be reshaped is now refused in the
+    parameter service itself, naming seg-quantize --size."""
+    ov = pytest.importorskip("openvino")
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch
+    from seg_ros.weights import load_model
+
+    network, _ = load_model(weights["full"])
+    static = tmp_path / "static.xml"
+    ov.save_model(convert_from_torch(network, NETWORK_SIZE), static)
+    names = ["engine", "input_height", "input_width"]
+    before = node.probe.get_parameters(node.fqn, names)
+    asked = {"engine": str(static), "input_height": 128, "input_width": 160}
+    result = node.probe.set_parameters(node.fqn, asked, atomically=True)
+    assert not result.successful
+    assert "seg-quantize --size 128x160" in result.reason, result.reason
+    assert node.probe.get_parameters(node.fqn, names) == before
+
+
+def test_shipped_int8_serves_512x1024_and_agrees_with_fp32(ros_probe, tmp_path) -> None:
+    from seg_ros.inference import Pipeline
+    from seg_ros.paths import find_data
+    from seg_ros.training.synthetic import scene as street_scene
+
+    if find_data("models/fplnet_camvid_int8.xml") is None:
+        pytest.skip("no shipped int8 model in this install")
+    params = {
+        "model": "fplnet",
+        "backend": "openvino",
+        "precision": "int8",
+        "input_height": 512,
+        "input_width": 1024,
+        "target_rate": 0.0,
+    }
+    node = NodeUnderTest(ros_probe, "seg_int8", params, tmp_path, namespace=f"/int8_{os.getpid()}")
+    try:
+        node.wait_active(timeout=180)
+        rng = np.random.default_rng(5)
+        image = street_scene(rng, (240, 320), CAMVID.num_classes, CAMVID.palette)[0]
+        out = node.roundtrip(image_msg(image, "rgb8", "int8_frame"))
+        labels = to_array(out["labels"])
+    finally:
+        _closed_cleanly(node)
+    fp32 = Pipeline(model="fplnet", backend="openvino", input_size=(512, 1024))
+    reference = fp32(image).labels
+    assert labels.shape == reference.shape == (240, 320)
+    assert (labels == reference).mean() >= 0.95, (labels == reference).mean()

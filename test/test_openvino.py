@@ -134,8 +134,9 @@ def test_int8_model_records_the_accuracy_it_kept(weights, int8) -> None:
     assert info.metadata["fp32_val_miou"] == f"{report.fp32_miou:.2f}"
     assert info.metadata["int8_validation"].startswith("synthetic validation (2 frames)")
     assert info.metadata["int8_within_tolerance"] == str(report.within).lower()
-    assert info.input_size == PIPELINE_SIZE
+    assert info.input_size is None  # sizes kept symbolic: it runs at the size asked
     pipeline = Pipeline(weights=weights, backend="openvino", precision="int8", engine=path)
+    assert pipeline.input_size == PIPELINE_SIZE  # the weights' own size, as for fp32
     assert "val mIoU" in pipeline.describe()["int8_accuracy"]
     assert pipeline(_images(1)[0]).labels.shape == PIPELINE_SIZE
 
@@ -186,6 +187,62 @@ def test_mismatched_int8_models_are_refused(weights, int8, tmp_path) -> None:
     ov.save_model(convert_from_torch(build_model("fplnet", "full", 11), PIPELINE_SIZE), fp32_ir)
     with pytest.raises(ConfigError, match="not quantized"):
         Pipeline(weights=weights, backend="openvino", precision="int8", engine=str(fp32_ir))
+
+
+def test_an_int8_model_runs_at_any_input_size(weights, int8) -> None:
+    """seg-quantize keeps the sizes symbolic: the model it made at one size is reshaped to
+    another and, like any fast path, must agree with fp32 PyTorch there (the parity guard)."""
+    import openvino as ov
+
+    path, _ = int8
+    assert ov.Core().read_model(path).input(0).get_partial_shape().is_dynamic
+    for size in ((96, 128), (40, 72)):
+        pipeline = Pipeline(
+            weights=weights, backend="openvino", precision="int8", engine=path, input_size=size
+        )
+        assert pipeline.input_size == size
+        assert pipeline.parity is not None and pipeline.parity.passed, pipeline.parity.summary()
+        out = pipeline(_images(1)[0])
+        assert out.labels.shape == PIPELINE_SIZE
+
+
+def test_an_ir_that_cannot_take_another_size_is_refused_naming_seg_quantize(
+    weights, tmp_path
+) -> None:
+    """An IR traced at a fixed size keeps that size's padding and crop: OpenVINO reshapes its
+    input, but its output stays at the old size. Refused, and found without building."""
+    import openvino as ov
+
+    from seg_ros.inference.availability import unavailable
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch
+    from seg_ros.weights import load_model
+
+    network, _ = load_model(weights)
+    static = tmp_path / "static.xml"
+    ov.save_model(convert_from_torch(network, PIPELINE_SIZE), static)
+    asked = {"weights": weights, "backend": "openvino", "engine": str(static)}
+    Pipeline(**asked)  # at its own size it runs
+    with pytest.raises(ConfigError, match=r"cannot run at 96x128: make one .*--size 96x128"):
+        Pipeline(**asked, input_size=(96, 128))
+    problem = unavailable(PipelineConfig(**asked, input_size=(96, 128)))
+    assert problem is not None and "seg-quantize --size 96x128" in problem
+    assert unavailable(PipelineConfig(**asked, input_size=PIPELINE_SIZE)) is None
+
+
+def test_shipped_int8_fplnet_runs_at_512x1024_and_agrees_with_fp32() -> None:
+    """The shipped int8 model was quantized at 360x480; a user's 512x1024 must run too."""
+    from seg_ros.paths import find_data
+
+    if find_data("models/fplnet_camvid_int8.xml") is None:
+        pytest.skip("no shipped int8 model in this install")
+    size = (512, 1024)
+    int8 = Pipeline(model="fplnet", backend="openvino", precision="int8", input_size=size)
+    fp32 = Pipeline(model="fplnet", backend="openvino", input_size=size, parity_check=False)
+    rng = np.random.default_rng(5)
+    image = scene(rng, (600, 800), CAMVID.num_classes, CAMVID.palette)[0]
+    a, b = int8(image).labels, fp32(image).labels
+    assert a.shape == b.shape == (600, 800)
+    assert (a == b).mean() >= 0.95, (a == b).mean()
 
 
 def test_shipped_int8_fplnet_is_found_and_records_its_accuracy() -> None:

@@ -161,7 +161,7 @@ class Pipeline:
         size = c.input_size or fixed or tuple(self.metadata.input_size)
         if 0 in size:
             size = follow_aspect(size, fixed or tuple(self.metadata.input_size))
-        if fixed is not None and tuple(size) != fixed:
+        if fixed is not None and tuple(size) != fixed and not self._backend_class.reshapes_engine:
             raise ConfigError(
                 f"input_size {size[0]}x{size[1]} was asked, but {c.engine} is built for "
                 f"{fixed[0]}x{fixed[1]}; leave input_size unset or export a new one"

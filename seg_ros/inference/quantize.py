@@ -112,7 +112,8 @@ def quantize(
     weights = fp32.weights_path  # the file actually used, for the int8 pipeline's parity check
     classes = meta.num_classes
     network = fp32.reference_network
-    ov_model = convert_from_torch(network, size)
+    # Symbolic sizes: the int8 model then runs at any input size (the backend reshapes it).
+    ov_model = convert_from_torch(network, size, dynamic=True)
 
     def prepare(image: np.ndarray) -> np.ndarray:
         small = preprocess.resize_to_network(preprocess.check_image(image), size)

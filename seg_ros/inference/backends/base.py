@@ -63,6 +63,7 @@ class Backend(ABC):
         """This backend for ``ctx``, or a PipelineError (subclass) naming what is missing."""
 
     takes_engine = False  # True: runs a given engine file (see read_engine)
+    reshapes_engine = False  # True: runs a fixed-size engine at another input size
 
     @classmethod
     def read_engine(cls, path: Path) -> EngineInfo:

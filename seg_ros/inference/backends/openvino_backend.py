@@ -76,8 +76,10 @@ def is_int8(model: Any) -> bool:
     return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
-def convert_from_torch(network: Any, input_size: tuple[int, int]) -> Any:
-    """The fp32 PyTorch module as an OpenVINO model with a static 1x3xHxW input."""
+def convert_from_torch(network: Any, input_size: tuple[int, int], dynamic: bool = False) -> Any:
+    """The fp32 PyTorch module as an OpenVINO model with a static 1x3xHxW input, or with any
+    height and width (``dynamic``: traced at ``input_size``, sizes kept symbolic, so the model
+    can later be reshaped to any size; a static trace bakes in its padding and crop)."""
     import torch
 
     ov = import_openvino()
@@ -86,7 +88,32 @@ def convert_from_torch(network: Any, input_size: tuple[int, int]) -> Any:
         # convert_model traces with torch.jit, which PyTorch 2.9+ deprecates on every call: the
         # user can do nothing about it, and it filled the node's console at each conversion.
         warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
-        return ov.convert_model(network.eval(), example_input=example, input=[(1, 3, *input_size)])
+        shape = (1, 3, -1, -1) if dynamic else (1, 3, *input_size)
+        return ov.convert_model(network.eval(), example_input=example, input=[shape])
+
+
+def fit_input_size(model: Any, size: tuple[int, int], source: str) -> Any:
+    """``model`` with its input set to 1x3xHxW (OpenVINO reshapes in place), or ConfigError
+    where its output would not come out at that size: an IR traced at a fixed size keeps that
+    size's padding and crop, so only a model saved with symbolic sizes (seg-quantize's) can be
+    reshaped faithfully."""
+    h, w = size
+    shape = model.input(0).get_partial_shape()
+    if shape.is_static and tuple(shape.to_shape())[2:] == (h, w):
+        return model
+    saved = "any size" if shape.is_dynamic else f"{shape[2].get_length()}x{shape[3].get_length()}"
+    try:
+        model.reshape([1, 3, h, w])
+        out = model.output(0).get_partial_shape()
+        fits = out.is_static and tuple(out.to_shape())[2:] == (h, w)
+    except Exception:  # OpenVINO raises RuntimeError subclasses of its own
+        fits = False
+    if not fits:
+        raise ConfigError(
+            f"{source} was made for {saved} and cannot run at {h}x{w}: make one for this size "
+            f"with seg-quantize --size {h}x{w} (and set engine to it), or leave input_size unset"
+        )
+    return model
 
 
 class OpenVINOBackend(Backend):
@@ -95,6 +122,7 @@ class OpenVINOBackend(Backend):
     # (FPLNet 360x480, two threads, 2-core AVX2 CPU); it does not pay.
     max_batch = 1
     takes_engine = True
+    reshapes_engine = True  # an IR or ONNX runs at the size asked (fit_input_size)
 
     @classmethod
     def build(cls, ctx: BuildContext) -> OpenVINOBackend:
@@ -104,8 +132,8 @@ class OpenVINOBackend(Backend):
         if engine is None and c.precision == "int8":
             engine = int8_model(meta.model, ctx.weights_path)
         if engine is not None:
-            model = read_model(engine)
             source = str(engine)
+            model = fit_input_size(read_model(engine), ctx.input_size, source)
         elif ctx.network is None:
             raise PipelineError("backend 'openvino' needs weights or an engine")
         else:
