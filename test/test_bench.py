@@ -67,10 +67,12 @@ def test_bench_with_images_and_weights(tmp_path, capsys) -> None:
     weights = pipeline_weights(tmp_path / "w.safetensors")
     argv = ["--models", "fplnet:full", "--sizes", "64x96", "--iterations", "1", "--warmup", "0",
             "--images", str(folder), "--weights", f"fplnet={weights}",
-            "--threads", "1"]  # fmt: skip
+            "--threads", "1", "--json", str(tmp_path / "b.json")]  # fmt: skip
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
-    report = json.loads(printed[printed.index("{") :])  # no --json: printed after the table
+    assert "{" not in printed  # the JSON goes to its file, not after the table
+    assert printed.count("fplnet") == 1  # one table, each row once
+    report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["results"]
     assert row["weights"] == str(weights) and row["random_init"] is False
     assert row["agreement_images"] == 3
@@ -81,3 +83,24 @@ def test_bench_argument_errors(capsys) -> None:
     assert "MODEL=PATH" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--sizes", "huge"])
+
+
+def test_bench_int8_finds_the_shipped_model(tmp_path, capsys) -> None:
+    """seg-bench once skipped int8 ("needs a quantized model") although the node finds the
+    shipped one by itself; it now uses the same lookup."""
+    pytest.importorskip("openvino")
+    from seg_ros.paths import find_data
+
+    if find_data("models/fplnet_camvid_int8.xml") is None:
+        pytest.skip("no shipped int8 model in this install")
+    out = tmp_path / "int8.json"
+    shipped = find_data("models/fplnet_camvid.safetensors")  # this module hides it otherwise
+    argv = ["--models", "fplnet", "--weights", f"fplnet={shipped}",
+            "--backends", "openvino", "--precisions", "int8",
+            "--sizes", "360x480", "--iterations", "1", "--warmup", "0", "--threads", "1",
+            "--json", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["status"] == "ok", row.get("reason")
+    assert "fplnet_camvid_int8.xml" in json.dumps(row)
+    assert capsys.readouterr().out.count("openvino") == 1  # the row, once

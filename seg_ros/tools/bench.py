@@ -7,7 +7,8 @@ Per combination: median and p95 milliseconds of each stage (preprocess, inferenc
 postprocess, total), frames per second, achieved GFLOP/s of the network, label agreement
 with fp32 eager PyTorch on the same input, and the bare runtime (the backend's network call
 alone, on a prepared input, timed in the same run) with the pipeline's overhead over it.
-int8 rows run the OpenVINO models given with --int8 (made by seg-quantize). A combination
+int8 rows run the OpenVINO model given with --int8 (made by seg-quantize), else the one shipped
+for the weights, found as the node finds it. A combination
 that cannot run here (no GPU, onnxruntime in bf16) is listed as skipped with the reason.
 Prints figures; asserts nothing.
 """
@@ -53,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="*",
         default=[],
         metavar="MODEL[:VARIANT]=PATH",
-        help="int8 OpenVINO model (.xml from seg-quantize) per model, for the int8 rows",
+        help="int8 OpenVINO model (.xml from seg-quantize) per model, for the int8 rows "
+        "(default: the one shipped for the weights, as the node uses)",
     )
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 1024)], help="HxW")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
@@ -75,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", default="off", help="torch.compile mode for the torch backend")
     p.add_argument("--threads", type=int, help="CPU threads (default: the libraries' choice)")
     p.add_argument("--no-parity", action="store_true", help="skip the build-time parity guard")
-    p.add_argument("--json", type=Path, help="write the JSON here (default: print after table)")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     return p.parse_args(argv)
 
 
@@ -155,10 +157,9 @@ def run_one(
         key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
         engine = None
         if precision == "int8":
+            # None: the pipeline runs the int8 model shipped for the weights, or says why not.
             engine = args.int8_models.get(f"{model}:{variant}") or args.int8_models.get(model)
-            if engine is None:
-                raise ValueError(f"int8 needs a quantized model: --int8 {model}=PATH.xml")
-            if key not in weights:
+            if engine is not None and key not in weights:
                 from seg_ros.inference.loading import shipped_weights
 
                 # The fp32 network beside the engine: for the parity check and the agreement.
@@ -189,6 +190,7 @@ def run_one(
         weights=info["weights"]
         or (f"engine {pipeline.config.engine}" if pipeline.config.engine else "random init"),
         random_init=pipeline.random_init,
+        engine=pipeline.config.engine or info.get("openvino_model"),  # the int8 model that ran
     )
     images = load_images(args.images, size, args.max_images)
     ref_key = (model, info["variant"], info["weights"], size)
@@ -353,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     cache: dict[Any, Any] = {}
-    # The header first, on the same stream as the rows that follow it as they are measured.
-    print("\n".join(format_table([]).splitlines()[:2]), file=sys.stderr, flush=True)
+    # The table once: its header first, then each row as it is measured.
+    print("\n".join(format_table([]).splitlines()[:2]), flush=True)
     for spec in args.models:
         model, _, variant = spec.partition(":")
         for size in args.sizes:
@@ -364,21 +366,16 @@ def main(argv: list[str] | None = None) -> int:
                         model, variant or None, backend, precision, size, args, weights, cache
                     )
                     rows.append(row)
-                    print(format_table([row]).splitlines()[2], file=sys.stderr, flush=True)
+                    print(format_table([row]).splitlines()[2], flush=True)
     report = {
         "command": "seg-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "seconds": round(time.perf_counter() - start, 1),
         "results": rows,
     }
-    print(format_table(rows))
-    text = json.dumps(report, indent=2)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"JSON: {args.json}")
-    else:
-        print(text)
     measured = [r for r in rows if r["status"] == "ok"]
     if not measured:
         print("seg-bench: nothing was measured (every combination was skipped)", file=sys.stderr)
