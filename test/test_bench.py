@@ -69,9 +69,10 @@ def test_bench_with_images_and_weights(tmp_path, capsys) -> None:
             "--images", str(folder), "--weights", f"fplnet={weights}",
             "--threads", "1", "--json", str(tmp_path / "b.json")]  # fmt: skip
     assert bench.main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err  # a terminal shows both
     assert "{" not in printed  # the JSON goes to its file, not after the table
-    assert printed.count("fplnet") == 1  # one table, each row once
+    assert printed.count("fplnet:full") == 1  # one table, each row once
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["results"]
     assert row["weights"] == str(weights) and row["random_init"] is False
@@ -103,4 +104,5 @@ def test_bench_int8_finds_the_shipped_model(tmp_path, capsys) -> None:
     (row,) = json.loads(out.read_text())["results"]
     assert row["status"] == "ok", row.get("reason")
     assert "fplnet_camvid_int8.xml" in json.dumps(row)
-    assert capsys.readouterr().out.count("openvino") == 1  # the row, once
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("openvino  ") == 1  # the row, once
