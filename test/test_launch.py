@@ -173,7 +173,7 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
             "device": "cpu",
             "backend": "torch",
             "precision": "bf16",
-            "target_rate": 10.0,
+            "target_rate": 0.0,
             "input_qos": "auto",
         }
 

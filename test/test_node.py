@@ -395,12 +395,15 @@ def test_confidence_output_and_min_confidence(node, weights) -> None:
 def test_diagnostics_keys_and_levels(node) -> None:
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    with Streamer(node.image_pub, scene(H, W), rate=8.0, prefix="diag_"):
+    # A 5 Hz camera the node keeps up with is OK: judged against its input rate (target_rate 0,
+    # the default), not against a fixed 10 Hz (it once warned "5.00 Hz below target 10 Hz").
+    with Streamer(node.image_pub, scene(H, W), rate=5.0, prefix="diag_"):
         status = node.wait_status(
             lambda s, v: s.level == DiagnosticStatus.OK and int(v["Events in window"]) > 2,
             what="an OK status while frames flow",
         )
         v = values(status)
+        assert v["Target"] == "input rate" and 3.0 < float(v["Target frequency (Hz)"]) < 7.0
         for key in (
             "Actual frequency (Hz)",
             "Target frequency (Hz)",

@@ -175,6 +175,11 @@ def test_latency_window_percentiles() -> None:
         ({"subscribers": 0}, "OK", "idle"),
         ({"output_rate": 5.0}, "WARN", "below target 10 Hz"),
         ({}, "OK", "running at 9.50 Hz"),
+        # target_rate 0 (the default): judged against the camera. A 5 Hz camera answered in
+        # full is OK (it once warned "below target 10 Hz"); dropped frames are not.
+        ({"target_rate": 0.0, "input_rate": 5.0, "output_rate": 5.0}, "OK", "running at 5.00"),
+        ({"target_rate": 0.0, "input_rate": 5.0, "output_rate": 4.6}, "OK", "running at 4.60"),
+        ({"target_rate": 0.0, "input_rate": 30.0, "output_rate": 9.0}, "WARN", "input's 30.00"),
     ],
 )
 def test_health_is_assessed_worst_first(change, level, words) -> None:

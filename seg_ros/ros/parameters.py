@@ -205,8 +205,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "target_rate",
-        10.0,
-        "Expected output rate (Hz); diagnostics warn below 90% of it. 0 = no check.",
+        0.0,
+        "Expected output rate (Hz); diagnostics warn below 90% of it. 0 = the input rate: warn "
+        "when the node answers under 90% of the frames it receives (drops).",
         float_range=(0.0, 1000.0),
     ),
     ParamSpec(

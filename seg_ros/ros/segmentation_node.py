@@ -732,11 +732,12 @@ class SegmentationNode(LifecycleNode):
             subscribers=subscribers,
             output_rate=out_rate,
             target_rate=s.target_rate,
+            input_rate=in_rate,
         )
         level, message = diagnostics.assess(health)
 
         values = diagnostics.frequency_values(
-            out_rate, in_window, window, frames.out_rate.total, s.target_rate
+            out_rate, in_window, window, frames.out_rate.total, s.target_rate, in_rate
         )
         values += [
             (contract.INPUT_FREQUENCY, f"{in_rate:.3f}"),
