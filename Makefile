@@ -21,8 +21,14 @@ $(VENV)/.deps: setup.py
 setup: $(VENV)/.deps
 
 # A normal (not editable) install: pip -e would not install launch/, config/ and models/.
-install: setup
+# Redone only when a file that goes into the install changed (it takes ~10 s).
+PACKAGED := $(shell find seg_ros launch config models resource -type f -not -path '*/__pycache__/*') \
+	setup.py setup.cfg package.xml
+$(VENV)/.installed: $(VENV)/.deps $(PACKAGED)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .
+	touch $@
+
+install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/seg-demo $(DEMO_ARGS)

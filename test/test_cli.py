@@ -190,3 +190,28 @@ def test_every_output_path_is_refused_before_any_work(case, tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f" {flag} " in err[0], err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_make_install_is_redone_only_when_a_packaged_file_changed() -> None:
+    """make demo once reinstalled the package on every run (~10 s)."""
+    import shutil
+    import subprocess
+
+    from seg_ros.paths import SOURCE_ROOT
+
+    marker = SOURCE_ROOT / ".venv" / ".installed"
+    if shutil.which("make") is None or not marker.is_file():
+        pytest.skip("needs make and a .venv that make install made")
+    packaged = [
+        p for d in ("seg_ros", "launch", "config", "models") for p in (SOURCE_ROOT / d).rglob("*")
+    ]
+    if any(p.is_file() and p.stat().st_mtime > marker.stat().st_mtime for p in packaged):
+        pytest.skip("a packaged file changed since the last make install")
+
+    def up_to_date(*what_if: str) -> bool:
+        run = subprocess.run(["make", "-q", *what_if, "install"], cwd=SOURCE_ROOT, check=False)
+        return run.returncode == 0
+
+    assert up_to_date()  # nothing changed: nothing to redo
+    assert not up_to_date("-W", "seg_ros/weights.py")  # a source changed: reinstall
+    assert not up_to_date("-W", "config/segmentation.yaml")  # data files count too
