@@ -78,9 +78,10 @@ def test_bench_refuses_unknown_backends_and_fails_when_nothing_ran(tmp_path, cap
     bad.write_bytes(b"not weights")
     argv = ["--models", "fplnet", "--sizes", "64x96", "--weights", f"fplnet={bad}"]
     assert bench.main([*argv, "--iterations", "1", "--warmup", "0"]) == 1
-    err = capsys.readouterr().err
-    assert "nothing was measured" in err
-    assert err.index("model") < err.index("skipped")  # the header before the rows
+    captured = capsys.readouterr()
+    assert "nothing was measured" in captured.err
+    out = captured.out  # the one table: its header before the rows
+    assert out.index("model") < out.index("skipped") and out.count("skipped") == 1
 
 
 def test_export_never_creates_folders(tmp_path, capsys) -> None:
@@ -215,3 +216,69 @@ def test_make_install_is_redone_only_when_a_packaged_file_changed() -> None:
     assert up_to_date()  # nothing changed: nothing to redo
     assert not up_to_date("-W", "seg_ros/weights.py")  # a source changed: reinstall
     assert not up_to_date("-W", "config/segmentation.yaml")  # data files count too
+
+
+TOOLS = ["bag_eval", "bench", "cameras_bench", "dds_bench", "demo", "evaluate", "export",
+         "gpu_check", "make_bag", "models", "node_bench", "quantize", "train"]  # fmt: skip
+
+
+def _parsers(monkeypatch) -> dict:
+    """Each tool's ArgumentParser, taken at its parse_args without running anything."""
+    import argparse
+    import importlib
+
+    parsers = {}
+
+    def grab(self, args=None, namespace=None):
+        parsers[tool] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    for tool in TOOLS:
+        module = importlib.import_module(f"seg_ros.tools.{tool}")
+        with pytest.raises(SystemExit):
+            (getattr(module, "parse_args", None) or module.main)([])
+    return parsers
+
+
+def test_every_tool_shows_defaults_one_way_and_names_sizes_one_way(monkeypatch) -> None:
+    import argparse
+
+    parsers = _parsers(monkeypatch)
+    assert {p.prog for p in parsers.values()} == {f"seg-{t}" for t in (
+        "bag-eval", "bench", "cameras-bench", "dds-bench", "demo", "eval", "export",
+        "gpu-check", "make-bag", "models", "node-bench", "quantize", "train")}  # fmt: skip
+    for tool, parser in parsers.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or not action.option_strings:
+                continue
+            text = formatter._get_help_string(action) % {"default": action.default}
+            meaningful = action.default not in (None, False, True, "", [], argparse.SUPPRESS)
+            if meaningful and action.dest != "help":
+                assert "(default: " in text, (tool, action.option_strings, text)
+            assert "(default " not in text, (tool, text)  # one spelling
+            # The network size is --input-size(s); camera frames are --frame-size.
+            names = set(action.option_strings)
+            assert not names & {"--size", "--sizes", "--width", "--height"}, (tool, names)
+
+
+Q = ["--model", "fplnet", "--data-root", ".", "--output", "q.xml"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "old", "new", "dest", "value"),
+    [
+        ("export", ["--size", "64x96"], ["--input-size", "64x96"], "input_size", (64, 96)),
+        ("quantize", [*Q, "--size", "9x9"], [*Q, "--input-size", "9x9"], "input_size", (9, 9)),
+        ("bench", ["--sizes", "64x96"], ["--input-sizes", "64x96"], "input_sizes", [(64, 96)]),
+        ("dds_bench", ["--size", "48x64"], ["--frame-size", "48x64"], "frame_size", (48, 64)),
+        ("demo", ["--width", "320", "--height", "240"], ["--frame-size", "240x320"], "width", 320),
+        ("node_bench", ["--height", "240"], ["--frame-size", "240x640"], "height", 240),
+    ],
+)  # fmt: skip
+def test_old_option_names_still_work_for_a_release(tool, old, new, dest, value) -> None:
+    import importlib
+
+    parse = importlib.import_module(f"seg_ros.tools.{tool}").parse_args
+    assert getattr(parse(old), dest) == getattr(parse(new), dest) == value

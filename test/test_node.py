@@ -540,7 +540,7 @@ def test_failed_switch_keeps_serving_and_reverts(swap_node, weights) -> None:
 def test_an_input_size_the_engine_cannot_take_is_refused_at_once(node, weights, tmp_path) -> None:
     """`ros2 param set ... precision int8` at a size the model could not run once answered
     "successful" and reverted 2 s later; a model that cannot be reshaped is now refused in the
-    parameter service itself, naming seg-quantize --size."""
+    parameter service itself, naming seg-quantize --input-size."""
     ov = pytest.importorskip("openvino")
     from seg_ros.inference.backends.openvino_backend import convert_from_torch
     from seg_ros.weights import load_model
@@ -553,7 +553,7 @@ def test_an_input_size_the_engine_cannot_take_is_refused_at_once(node, weights, 
     asked = {"engine": str(static), "input_height": 128, "input_width": 160}
     result = node.probe.set_parameters(node.fqn, asked, atomically=True)
     assert not result.successful
-    assert "seg-quantize --size 128x160" in result.reason, result.reason
+    assert "seg-quantize --input-size 128x160" in result.reason, result.reason
     assert node.probe.get_parameters(node.fqn, names) == before
 
 

@@ -222,10 +222,10 @@ def test_an_ir_that_cannot_take_another_size_is_refused_naming_seg_quantize(
     ov.save_model(convert_from_torch(network, PIPELINE_SIZE), static)
     asked = {"weights": weights, "backend": "openvino", "engine": str(static)}
     Pipeline(**asked)  # at its own size it runs
-    with pytest.raises(ConfigError, match=r"cannot run at 96x128: make one .*--size 96x128"):
+    with pytest.raises(ConfigError, match=r"cannot run at 96x128: make one .*--input-size 96x128"):
         Pipeline(**asked, input_size=(96, 128))
     problem = unavailable(PipelineConfig(**asked, input_size=(96, 128)))
-    assert problem is not None and "seg-quantize --size 96x128" in problem
+    assert problem is not None and "seg-quantize --input-size 96x128" in problem
     assert unavailable(PipelineConfig(**asked, input_size=PIPELINE_SIZE)) is None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.tools.options import (
+    HelpFormatter,
     add_param_arg,
     add_pipeline_args,
     config_from_args,
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="seg-bag-eval",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("bag", type=Path, help="rosbag2 folder (sqlite3 or mcap), or one .db3/.mcap")
     p.add_argument("--mode", default="offline", choices=["offline", "live"], help="(offline)")
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=sorted(DISTROS),
         help="message definitions for bags that carry none (Humble's) and for new topics",
     )
-    g.add_argument("--limit", type=int, help="only the first N frames")
+    g.add_argument("--limit", type=int, help="only the first N frames, N >= 1 (default: all)")
     g = p.add_argument_group("report")
     g.add_argument("--out", type=Path, help="report folder (default: <bag>_<mode>_eval)")
     g.add_argument("--samples", type=int, default=6, help="sample frames in samples.png (6)")

@@ -1,7 +1,7 @@
 """seg-bench: end-to-end pipeline speed per model x backend x precision x size, in one process.
 
 seg-bench --models fplnet rgpnet:resnet18 desanet:resnet18 --backends torch onnxruntime \
-          --precisions fp32 bf16 --sizes 512x1024 --json bench.json
+          --precisions fp32 bf16 --input-sizes 512x1024 --json bench.json
 
 Per combination: median and p95 milliseconds of each stage (preprocess, inference,
 postprocess, total), frames per second, achieved GFLOP/s of the network, label agreement
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.compat import zip_strict
-from seg_ros.tools.options import parse_size
+from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 from seg_ros.tools.output_paths import outputs_refused
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="seg-bench",
         description=__doc__.split("\n\n")[0],
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--models",
@@ -57,7 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="int8 OpenVINO model (.xml from seg-quantize) per model, for the int8 rows "
         "(default: the one shipped for the weights, as the node uses)",
     )
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(512, 1024)], help="HxW")
+    p.add_argument(
+        "--input-sizes", nargs="+", type=parse_size, default=[(512, 1024)], help="network input HxW"
+    )
+    add_old_name(p, "--sizes", "input_sizes", type=parse_size, nargs="+")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
     p.add_argument(
         "--weights",
@@ -359,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(format_table([]).splitlines()[:2]), flush=True)
     for spec in args.models:
         model, _, variant = spec.partition(":")
-        for size in args.sizes:
+        for size in args.input_sizes:
             for backend in args.backends:
                 for precision in args.precisions:
                     row = run_one(

@@ -1,7 +1,7 @@
 """seg-cameras-bench: several cameras into one node (its ``cameras`` parameter) against one
 node per camera, in the same run.
 
-    seg-cameras-bench --cameras 3 --rate 10 --seconds 30 --size 480x640
+    seg-cameras-bench --cameras 3 --rate 10 --seconds 30 --frame-size 480x640
     seg-cameras-bench --backend torch --layouts one-node one-node-unbatched   # batching
 
 Each camera is a client of its own (the package's ``ros/client.py``) publishing
@@ -27,17 +27,28 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.tools.options import add_pipeline_args, node_params_from_args, parse_size
+from seg_ros.tools.options import (
+    HelpFormatter,
+    add_old_name,
+    add_pipeline_args,
+    node_params_from_args,
+    parse_size,
+)
 from seg_ros.tools.output_paths import outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-cameras-bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
+        prog="seg-cameras-bench",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--cameras", type=int, default=3, help="cameras (3)")
     p.add_argument("--rate", type=float, default=10.0, help="each camera's rate, Hz (10)")
     p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per layout (30)")
     p.add_argument("--warmup", type=float, default=5.0, help="untimed seconds first (5)")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="frames, HxW (480x640)")
+    p.add_argument("--frame-size", type=parse_size, default=(480, 640), help="camera frames, HxW")
+    add_old_name(p, "--size", "frame_size", type=parse_size)
     p.add_argument(
         "--layouts",
         nargs="+",
@@ -117,7 +128,7 @@ def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
             if not cam.client.wait_ready(args.timeout, alive):
                 tails = "\n".join(n.tail() for n in nodes)
                 raise SystemExit(f"seg-cameras-bench: {layout} did not come up:\n{tails}")
-        h, w = args.size
+        h, w = args.frame_size
         source = synthetic_frames(w, h, seed=1)
         frames = [next(source) for _ in range(4)]
         stop = threading.Event()
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print("seg-cameras-bench: --cameras, --rate, --seconds must be positive", file=sys.stderr)
         return 2
     results = [run_layout(layout, args) for layout in args.layouts]
-    h, w = args.size
+    h, w = args.frame_size
     print(
         f"{args.cameras} cameras, {w}x{h} at {args.rate:g} Hz each, {args.seconds:g} s timed, "
         f"{args.threads} inference thread(s) per node"

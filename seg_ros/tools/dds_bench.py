@@ -1,8 +1,8 @@
 """seg-dds-bench: do a default-configured camera's frames reach the node, and its outputs a
 default-configured viewer? Frames received, per transport setting, at a size and rate.
 
-    seg-dds-bench --size 1024x2048 --rate 30 --seconds 10
-    seg-dds-bench --size 480x640 --camera-qos reliable best_effort --node-profile on off
+    seg-dds-bench --frame-size 1024x2048 --rate 30 --seconds 10
+    seg-dds-bench --frame-size 480x640 --camera-qos reliable best_effort --node-profile on off
 
 For each combination the node runs in its own process (with seg_ros' Fast DDS profile, or
 without it: ``--node-profile off``), and a peer process with Fast DDS' defaults (no Fast DDS
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.ros.dds_tuning import PROFILE_VARIABLES
-from seg_ros.tools.options import parse_size
+from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 from seg_ros.tools.output_paths import outputs_refused
 
 NODE_NAME = "seg_dds_bench_node"
@@ -35,8 +35,11 @@ QOS_CHOICES = ("reliable", "best_effort")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-dds-bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=parse_size, default=(1024, 2048), help="HxW (default 1024x2048)")
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-dds-bench", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--frame-size", type=parse_size, default=(1024, 2048), help="camera frames, HxW")
+    add_old_name(p, "--size", "frame_size", type=parse_size)
     p.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz (default: 30)")
     p.add_argument("--seconds", type=float, default=10.0, help="publishing time per row")
     p.add_argument("--camera-qos", nargs="+", choices=QOS_CHOICES, default=list(QOS_CHOICES))
@@ -197,7 +200,7 @@ def run_row(
             "node_name": NODE_NAME,
             "camera_qos": camera_qos,
             "camera_profile": camera_profile == "on",
-            "size": list(args.size),
+            "size": list(args.frame_size),
             "rate": args.rate,
             "seconds": args.seconds,
             "outputs": args.outputs,
@@ -206,7 +209,7 @@ def run_row(
         result = run_peer(spec, args.timeout + args.seconds + 60)
     finally:
         node.stop()
-    h, w = args.size
+    h, w = args.frame_size
     row = {"size": f"{h}x{w}", "rate": args.rate, "camera_qos": camera_qos}
     row.update(camera_profile=camera_profile, node_profile=node_profile)
     return {**row, **result}

@@ -1,6 +1,6 @@
 """seg-demo: the segmentation node on a built-in or given input, end to end over DDS.
 
-    seg-demo                                  # synthetic street frames, ~1 minute on a CPU
+    seg-demo                                  # the shipped CamVid clip, ~1 minute on a CPU
     seg-demo --input video.mp4                # a video file (or an image folder, a rosbag2,
     seg-demo --input camera:0                 #  or a V4L2 camera)
     seg-demo --model rgpnet --device cuda --rate 30
@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from seg_ros.tools.frame_sources import clip_labels, default_input, open_source
-from seg_ros.tools.options import add_param_arg, add_pipeline_args, node_params_from_args
+from seg_ros.tools.options import (
+    HelpFormatter,
+    add_frame_size,
+    add_param_arg,
+    add_pipeline_args,
+    frame_size,
+    node_params_from_args,
+)
 from seg_ros.tools.output_paths import OutputPathError, OwnedFolder
 
 NODE_NAME = "seg_demo_node"
@@ -133,8 +140,9 @@ def _percentiles(samples: list[float]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter,
         prog="seg-demo",
-        description="Run the segmentation node on synthetic street frames (default) or on "
+        description="Run the segmentation node on the shipped CamVid clip (default) or on "
         "--input, write its outputs as PNGs and print a latency summary.",
     )
     p.add_argument(
@@ -161,12 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="frames per second published (default: %(default)s)",
     )
-    p.add_argument(
-        "--width", type=int, default=480, help="synthetic frame width (default: %(default)s)"
-    )
-    p.add_argument(
-        "--height", type=int, default=360, help="synthetic frame height (default: %(default)s)"
-    )
+    add_frame_size(p, (360, 480), "synthetic frames")
     p.add_argument("--transport", choices=("raw", "compressed"), default="raw")
     p.add_argument(
         "--save-input", action="store_true", help="also write each segmented input frame"
@@ -178,6 +181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rate <= 0:
         p.error("--rate must be positive")
+    args.height, args.width = frame_size(args)
     return args
 
 
@@ -188,7 +192,7 @@ def node_params(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"seg-demo: {e}") from None
     if args.transport == "compressed":
         params["input_transport"] = "compressed"
-    params.setdefault("target_rate", 0.0)  # the demo's frames arrive as fast as it says
+    params.setdefault("target_rate", 0.0)  # judged against the rate the demo publishes at
     return params
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.inference.config import BACKENDS, PRECISIONS
-from seg_ros.tools.options import parse_size
+from seg_ros.tools.options import HelpFormatter, parse_size
 from seg_ros.tools.output_paths import outputs_refused
 
 
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="seg-eval",
         description=__doc__.split("\n\n")[0],
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("weights", help="seg_ros weights (.safetensors), or a name from models/")
     p.add_argument(
@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--precision", default="fp32", choices=PRECISIONS, help="with --backend (default: fp32)"
     )
     p.add_argument("--engine", help="with --backend: ONNX / OpenVINO IR / TensorRT engine file")
-    p.add_argument("--limit", type=int, help="only the first N frames (a quick look)")
+    p.add_argument(
+        "--limit", type=int, help="only the first N frames, N >= 1 (a quick look; default: all)"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -84,13 +86,21 @@ def resolve_weights(name_or_path: str) -> Path:
 
     found = find_data(Path("models") / f"{path.stem}.safetensors")
     if found is None:
-        raise FileNotFoundError(f"weights not found: {name_or_path}")
+        folder = find_data("models")
+        names = sorted(p.stem for p in folder.glob("*.safetensors")) if folder else []
+        raise FileNotFoundError(
+            f"weights not found: {name_or_path} (neither a file nor a shipped name; "
+            f"the shipped names: {', '.join(names) or 'none in this install'})"
+        )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if outputs_refused("seg-eval", {"--json": args.json}):
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print("seg-eval: --limit must be at least 1 (leave it out: every frame)", file=sys.stderr)
         return 2
     import torch
 
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             else ("cuda" if torch.cuda.is_available() else "cpu")
         )
         amp_dtype = autocast_dtype(args.amp, device)
-        indices = range(min(args.limit, len(dataset))) if args.limit else None
+        indices = None if args.limit is None else range(min(args.limit, len(dataset)))
         pipeline = None
         if args.backend is not None:
             pipeline = deployed_pipeline(args, weights, meta.model, device)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from seg_ros.tools.options import parse_size
+from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="seg-export",
         description=__doc__.split("\n\n")[0],
         epilog="\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", help="fplnet, rgpnet or desanet (not with --from-onnx)")
     p.add_argument(
@@ -45,10 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ONNX output path (with --tensorrt and no --onnx, the ONNX is a temporary file)",
     )
     p.add_argument(
-        "--size",
+        "--input-size",
         type=parse_size,
         help="network input HEIGHTxWIDTH (default: the weights' input size, else 512x1024)",
     )
+    add_old_name(p, "--size", "input_size", type=parse_size)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--opset", type=int, help="ONNX opset (default: 17, or 19 for DESANet)")
     p.add_argument(
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tensorrt is not None:
             require_tensorrt(args.device)  # before any work: nothing exported, nothing written
         loaded = load_network(args.model, args.variant, args.weights, args.num_classes)
-        size = args.size or tuple(loaded.metadata.input_size)
+        size = args.input_size or tuple(loaded.metadata.input_size)
         with tempfile.TemporaryDirectory(prefix="seg-export-") as scratch:
             # An ONNX the user did not name goes to a scratch folder, never beside the engine,
             # where it could replace a file of theirs.

@@ -1,6 +1,6 @@
 """seg-gpu-check: the TensorRT path on a real GPU, in one short run (a few minutes).
 
-    seg-gpu-check [--device cuda:0] [--size 256x512] [--out /tmp/seg_gpu_check]
+    seg-gpu-check [--device cuda:0] [--input-size 256x512] [--out /tmp/seg_gpu_check]
 
 One line per check, then a summary: FPLNet fp32 and fp16 engines built and run with labels
 compared to PyTorch fp32; DESANet with TensorRT's plugins (from 10.1; refused by name below);
@@ -21,11 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-gpu-check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-gpu-check", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--device", default="cuda:0")
-    p.add_argument("--size", default="256x512", help="network input HxW (default: 256x512)")
+    p.add_argument("--input-size", type=parse_size, default=(256, 512), help="network input HxW")
+    add_old_name(p, "--size", "input_size", type=parse_size)
     p.add_argument("--out", type=Path, default=Path("/tmp/seg_gpu_check"), help="engines here")
     return p.parse_args(argv)
 
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.inference.errors import BackendUnavailableError, EngineMismatchError
     from seg_ros.inference.parity import synthetic_scene
 
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.input_size
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["SEG_ROS_CACHE"] = str(args.out)
     image = synthetic_scene(h, w)

@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 
+from seg_ros.tools.options import HelpFormatter
 from seg_ros.tools.output_paths import outputs_refused
 
 
@@ -27,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="seg-make-bag",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("output", help="the bag to write (a folder; must not exist)")
     p.add_argument("--dataset", required=True, help="camvid, cityscapes, mapillary or folder")
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="first stamp in seconds since the epoch (default: now); fix it for reproducible bags",
     )
-    p.add_argument("--limit", type=int, help="only the first N frames")
+    p.add_argument("--limit", type=int, help="only the first N frames, N >= 1 (default: all)")
     return p.parse_args(argv)
 
 

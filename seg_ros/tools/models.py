@@ -13,7 +13,7 @@ import sys
 import time
 
 from seg_ros.compat import zip_strict
-from seg_ros.tools.options import parse_size
+from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 from seg_ros.tools.output_paths import outputs_refused
 
 
@@ -34,15 +34,18 @@ def time_forward(model: object, size: tuple[int, int], repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seg-models", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-models", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument(
-        "--sizes",
+        "--input-sizes",
         type=parse_size,
         nargs="+",
         default=[(512, 1024), (1024, 2048)],
-        help="input sizes HxW for the GMAC columns",
+        help="network input sizes HxW for the GMAC columns",
     )
+    add_old_name(p, "--sizes", "input_sizes", type=parse_size, nargs="+")
     p.add_argument(
         "--time-size",
         type=parse_size,
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             model = build_model(name, variant, args.num_classes).eval()
             row = {"model": name, "variant": variant, "parameters": count_parameters(model)}
-            for h, w in args.sizes:
+            for h, w in args.input_sizes:
                 row[f"gmacs_{h}x{w}"] = round(
                     count_macs(name, variant, (h, w), args.num_classes) / 1e9, 2
                 )

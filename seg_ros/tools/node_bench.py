@@ -27,22 +27,25 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.tools.options import add_pipeline_args, node_params_from_args
+from seg_ros.tools.options import (
+    HelpFormatter,
+    add_frame_size,
+    add_pipeline_args,
+    frame_size,
+    node_params_from_args,
+)
 from seg_ros.tools.output_paths import outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-node-bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-node-bench", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--frames", type=int, default=40, help="timed frames (default: %(default)s)")
     p.add_argument(
         "--warmup", type=int, default=5, help="untimed frames first (default: %(default)s)"
     )
-    p.add_argument(
-        "--width", type=int, default=640, help="camera frame width (default: %(default)s)"
-    )
-    p.add_argument(
-        "--height", type=int, default=480, help="camera frame height (default: %(default)s)"
-    )
+    add_frame_size(p, (480, 640), "camera frames")
     p.add_argument("--transport", choices=("raw", "compressed"), default="raw")
     add_pipeline_args(p, engine=False, threads=False)
     p.add_argument("--threads", type=int, default=1, help="torch threads, both (default: 1)")
@@ -61,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stream-rate", type=float, default=30.0, help="camera rate, Hz (30)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--timeout", type=float, default=180.0, help="node start-up limit (s)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.height, args.width = frame_size(args)
+    return args
 
 
 def _stats(latencies_ms: list[float]) -> dict[str, float]:

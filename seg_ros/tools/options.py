@@ -16,6 +16,58 @@ from seg_ros.inference.config import BACKENDS, PRECISIONS, PipelineConfig
 PIPELINE_OPTIONS = ("model", "variant", "weights", "backend", "device", "precision", "engine")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every tool's --help: its description as written, and each option's default shown one
+    way, "(default: X)", sizes as HxW (an older "(X)" suffix is read as the default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            text == argparse.SUPPRESS
+            or "(default" in text
+            or not action.option_strings
+            or isinstance(default, bool)
+            or default in (None, "", [], argparse.SUPPRESS)
+        ):
+            return text
+        shown = show_default(default).replace("%", "%%")
+        for old in {f"({shown})", f"({default})"}:
+            if text.endswith(old):
+                text = text[: -len(old)].rstrip()
+        return f"{text} (default: {shown})".strip()
+
+
+def show_default(value: Any) -> str:
+    """A default as the user types it: sizes as HxW, lists space-separated, 10.0 as 10."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(show_default(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def add_old_name(p: Any, old: str, dest: str, **kwargs: Any) -> None:
+    """An option's previous name, still accepted for a release but not shown in --help."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
+def add_frame_size(p: Any, default: tuple[int, int], what: str) -> None:
+    """--frame-size HxW of the camera frames a tool makes; --width/--height were its names in
+    seg-demo and seg-node-bench (still accepted, hidden)."""
+    p.add_argument("--frame-size", type=parse_size, default=default, help=f"{what}, HxW")
+    add_old_name(p, "--width", "frame_width", type=int)
+    add_old_name(p, "--height", "frame_height", type=int)
+
+
+def frame_size(args: argparse.Namespace) -> tuple[int, int]:
+    """The frame size asked, the old --width/--height overriding their side of --frame-size."""
+    h, w = args.frame_size
+    return getattr(args, "frame_height", h), getattr(args, "frame_width", w)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``HEIGHTxWIDTH`` (``360x480``), both positive: every size option of the tools."""
     h, w = _height_width(text)

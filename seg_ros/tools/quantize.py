@@ -25,9 +25,11 @@ from seg_ros.tools.output_paths import outputs_refused
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from seg_ros.inference.quantize import DEFAULT_MAX_DROP
-    from seg_ros.tools.options import parse_size
+    from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 
-    p = argparse.ArgumentParser(prog="seg-quantize", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-quantize", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
     p.add_argument("--variant", help="model variant (default: the weights')")
     p.add_argument("--weights", help="seg_ros weights (default: the shipped ones for --model)")
@@ -61,7 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--full-bias-correction", action="store_true", help="NNCF's slower, finer bias correction"
     )
-    p.add_argument("--size", type=parse_size, help="network input HxW (default: the weights')")
+    p.add_argument(
+        "--input-size", type=parse_size, help="network input HxW (default: the weights')"
+    )
+    add_old_name(p, "--size", "input_size", type=parse_size)
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--force", action="store_true", help="write it even past --max-drop (flagged)")
     p.add_argument("--json", type=Path, help="also write the report here")
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.inference.quantize import quantize
     from seg_ros.training.datasets import DatasetError, build_dataset
 
-    size = args.size
+    size = args.input_size
     try:
         val = build_dataset(args.dataset, args.data_root, args.val_split)
         n_val = min(args.val_frames or len(val), len(val))

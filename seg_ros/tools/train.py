@@ -11,9 +11,13 @@ import argparse
 import shlex
 import sys
 
+from seg_ros.tools.options import HelpFormatter
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="seg-train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        formatter_class=HelpFormatter, prog="seg-train", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("recipe", help="recipe YAML path, or a name from config/train/")
     p.add_argument("--data-root", help="dataset folder (overrides the recipe's data_root)")
     p.add_argument("--output", help="run folder for checkpoints, logs and best.safetensors")

@@ -111,7 +111,8 @@ def fit_input_size(model: Any, size: tuple[int, int], source: str) -> Any:
     if not fits:
         raise ConfigError(
             f"{source} was made for {saved} and cannot run at {h}x{w}: make one for this size "
-            f"with seg-quantize --size {h}x{w} (and set engine to it), or leave input_size unset"
+            f"with seg-quantize --input-size {h}x{w} (and set engine to it), or leave "
+            "input_size unset"
         )
     return model
 
