@@ -4,6 +4,7 @@ that starts with a bad model and recovers when its parameter is fixed."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from ros_fixtures import NodeProcess, NodeUnderTest, image_msg, scene, values, wait_for
@@ -41,7 +42,8 @@ def test_lifecycle_transitions(ros_probe, weights, tmp_path) -> None:
         assert probe.lifecycle_state(fqn) == "inactive"
         status = node.wait_status(lambda s, v: v["Lifecycle state"] == "inactive")
         assert status.level == DiagnosticStatus.STALE and values(status)["Model"] == "fplnet"
-        assert probe.node.count_publishers(labels_topic) == 0
+        # Lifecycle publishers: on the graph from configure on, publishing only while active.
+        wait_for(lambda: probe.node.count_publishers(labels_topic) == 1, what="advertised")
 
         for round_ in range(2):  # the worker thread stops and starts again cleanly
             assert probe.lifecycle_transition(fqn, "activate")
@@ -52,10 +54,17 @@ def test_lifecycle_transitions(ros_probe, weights, tmp_path) -> None:
             assert probe.lifecycle_transition(fqn, "deactivate")
             assert probe.lifecycle_state(fqn) == "inactive"
             wait_for(lambda: node.image_pub.get_subscription_count() == 0, what="unsubscribed")
-            wait_for(lambda: probe.node.count_publishers(labels_topic) == 0, what="unadvertised")
+            # Deactivated, segmentation/labels stays on the graph (viewers keep it; it once
+            # vanished), and nothing is published on it.
+            assert probe.node.count_publishers(labels_topic) == 1
+            before = len(node.outputs["labels"].snapshot())
+            node.image_pub.publish(image_msg(scene(), "rgb8", f"inactive_{round_}"))
+            time.sleep(1.0)
+            assert len(node.outputs["labels"].snapshot()) == before
 
         assert probe.lifecycle_transition(fqn, "cleanup")
         assert probe.lifecycle_state(fqn) == "unconfigured"
+        wait_for(lambda: probe.node.count_publishers(labels_topic) == 0, what="unadvertised")
         node.wait_status(lambda s, v: v["Model"] == "none", what="the model to be released")
 
         # A model that cannot be built: configure fails, diagnostics say why.

@@ -306,12 +306,11 @@ class SegmentationNode(LifecycleNode):
             self._diagnostics_timer = self.create_timer(
                 self._settings.diagnostics_period, self._publish_diagnostics
             )
-        if self._lifecycle == "active":
-            if names & {"input_transport", "input_qos"}:
-                self._unsubscribe()
-                self._subscribe()
-            if names & {o[2] for o in OUTPUTS.values()}:
-                self._sync_publishers()
+        if self._lifecycle == "active" and names & {"input_transport", "input_qos"}:
+            self._unsubscribe()
+            self._subscribe()
+        if self._lifecycle in ("inactive", "active") and names & {o[2] for o in OUTPUTS.values()}:
+            self._sync_publishers()
         if names & LIVE_PARAMS:
             self._apply_live_settings(self._pipeline)
         if names & REBUILD_PARAMS:
@@ -363,6 +362,9 @@ class SegmentationNode(LifecycleNode):
             self._load_error = self._swap_error = None
         self._lifecycle = "inactive"
         self._autostart_failed = False
+        # Lifecycle publishers, from configure to cleanup: the outputs stay on the graph while
+        # the node is inactive (viewers keep them) and publish only while it is active.
+        self._sync_publishers()
         self._announce(pipeline)
         return TransitionCallbackReturn.SUCCESS
 
@@ -397,18 +399,21 @@ class SegmentationNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_publishers()
         self._release_pipeline()
         self._lifecycle = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_io()
+        self._destroy_publishers()
         self._release_pipeline()
         self._lifecycle = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_io()
+        self._destroy_publishers()
         self._release_pipeline()
         self._lifecycle = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
@@ -416,6 +421,7 @@ class SegmentationNode(LifecycleNode):
     def close(self) -> None:
         """Stop the threads; for main() and tests, before destroy_node()."""
         self._stop_io()
+        self._destroy_publishers()
         self._builder.close()
         logging.getLogger("seg_ros").removeHandler(self._log_handler)
 
@@ -480,17 +486,26 @@ class SegmentationNode(LifecycleNode):
                 cam.subscription = None
 
     def _sync_publishers(self) -> None:
-        """Publishers exist exactly for the enabled outputs, per camera."""
+        """Lifecycle publishers exist exactly for the enabled outputs, per camera; one made
+        while the node is active publishes at once (activation enabled the others)."""
         with self._io_lock:
             for cam in self._cameras.values():
                 for name, (topic, _, flag) in OUTPUTS.items():
                     enabled = bool(getattr(self._settings, flag))
                     if enabled and name not in cam.publishers:
-                        cam.publishers[name] = self.create_publisher(
-                            Image, cam.topic(topic), OUTPUT_QOS
-                        )
+                        pub = self.create_lifecycle_publisher(Image, cam.topic(topic), OUTPUT_QOS)
+                        if self._lifecycle == "active":
+                            pub.on_activate(None)
+                        cam.publishers[name] = pub
                     elif not enabled and name in cam.publishers:
-                        self.destroy_publisher(cam.publishers.pop(name))
+                        self.destroy_lifecycle_publisher(cam.publishers.pop(name))
+
+    def _destroy_publishers(self) -> None:
+        with self._io_lock:
+            for cam in self._cameras.values():
+                for pub in cam.publishers.values():
+                    self.destroy_lifecycle_publisher(pub)
+                cam.publishers.clear()
 
     def _stop_io(self) -> None:
         self._unsubscribe()
@@ -501,11 +516,6 @@ class SegmentationNode(LifecycleNode):
         if self._finisher is not None:
             self._finisher.join(timeout=60)
             self._finisher = None
-        with self._io_lock:
-            for cam in self._cameras.values():
-                for pub in cam.publishers.values():
-                    self.destroy_publisher(pub)
-                cam.publishers.clear()
 
     def _on_image(self, cam: CameraIO, msg: Image | CompressedImage) -> None:
         # Only park it: decoding and inference happen on the worker.
