@@ -7,7 +7,7 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))
 # No DDS variables here: seg_ros' own processes tune their Fast DDS participant themselves
 # (seg_ros/ros/dds_tuning.py) and stay compatible with default-configured peers.
 
-.PHONY: setup install demo test lint format compat
+.PHONY: setup install demo test test-unit lint format compat
 
 $(VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,8 @@ compat: setup
 
 test: install lint compat
 	$(PY) -m pytest test $(PYTEST_ARGS)
+
+# The edit loop: unit tests only (in-process: no DDS, no subprocess; conftest.py checks it).
+# `make test` stays the whole suite and CI's command.
+test-unit: setup
+	SEG_ROS_UNIT_TESTS=1 $(PY) -m pytest test -m "not integration" $(PYTEST_ARGS)

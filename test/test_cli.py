@@ -39,6 +39,7 @@ def test_every_console_script_is_found() -> None:
     assert {"segmentation_node", "seg-demo", "seg-bench", "seg-export"} <= set(SCRIPTS)
 
 
+@pytest.mark.integration  # runs each console script
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_help_answers_and_exits(name: str) -> None:
     env = dict(os.environ)
@@ -71,6 +72,7 @@ def test_unknown_models_are_errors(name: str, capsys) -> None:
     assert "choose from" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # seg-bench names the machine with lscpu
 def test_bench_refuses_unknown_backends_and_fails_when_nothing_ran(tmp_path, capsys) -> None:
     assert bench.main(["--models", "fplnet", "--backends", "tensorflow"]) == 2
     assert "choose from" in capsys.readouterr().err
@@ -193,6 +195,7 @@ def test_every_output_path_is_refused_before_any_work(case, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
 
 
+@pytest.mark.integration  # runs make
 def test_make_install_is_redone_only_when_a_packaged_file_changed() -> None:
     """make demo once reinstalled the package on every run (~10 s)."""
     import shutil
