@@ -1,7 +1,8 @@
 """Image -> labels without ROS: ``Pipeline`` = preprocess -> backend -> postprocess.
 
-Backends: torch (CPU/CUDA, fp32/bf16/fp16), onnxruntime, tensorrt. ONNX and TensorRT export
-live in ``export`` and ``engine``.
+Backends: torch (CPU/CUDA, fp32/bf16/fp16), onnxruntime, openvino (CPU fp32/bf16, int8 from
+seg-quantize), tensorrt. ONNX export lives in ``export``, TensorRT engines in ``engine``; the
+deformable conv's CPU form is the models layer's (``seg_ros.models.deform``).
 """
 
 from seg_ros.inference.config import PipelineConfig

@@ -113,7 +113,8 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine",
         _default("engine"),
-        "ONNX file (onnxruntime) or TensorRT engine (tensorrt); empty = export/build on the fly.",
+        "ONNX file (onnxruntime, openvino), OpenVINO IR .xml (openvino) or TensorRT engine "
+        "(tensorrt); empty = export/convert/build on the fly.",
         rebuilds=True,
     ),
     ParamSpec(
