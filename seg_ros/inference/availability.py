@@ -48,42 +48,28 @@ def unavailable(config: PipelineConfig) -> str | None:
                 "onnxruntime-gpu or use device 'cpu'"
             )
     if backend == "openvino" and (config.engine or config.precision == "int8"):
-        missing = None if config.engine else _shipped_int8_missing(config)
-        return missing or _openvino_size_problem(config)
+        return _openvino_model_problem(config)
     return None
 
 
-def _openvino_size_problem(config: PipelineConfig) -> str | None:
-    """Whether the OpenVINO model to run (the engine, or the shipped int8 one) can be reshaped
-    to the input size asked: reading and reshaping an IR takes well under a second."""
+def _openvino_model_problem(config: PipelineConfig) -> str | None:
+    """Whether the OpenVINO model to run is there (the engine, or for int8 the model shipped
+    for these weights) and can be reshaped to the input size asked: reading and reshaping an
+    IR takes well under a second."""
     from seg_ros.inference.backends.openvino_backend import fit_input_size, int8_model, read_model
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.loading import shipped_weights
 
-    size = config.input_size
-    if size is None or 0 in size:
-        return None  # the model's own size (or its aspect): nothing to reshape to check
     try:
         if config.engine:
             path = Path(config.engine).expanduser()
         else:
             weights = config.weights or shipped_weights(config.model)
             path = int8_model(config.model, Path(weights) if weights else None)
+        size = config.input_size
+        if size is None or 0 in size:
+            return None  # the model's own size (or its aspect): nothing to reshape to check
         fit_input_size(read_model(path), (int(size[0]), int(size[1])), str(path))
     except PipelineError as e:
-        return str(e)
-    return None
-
-
-def _shipped_int8_missing(config: PipelineConfig) -> str | None:
-    """int8 without an engine runs the model shipped for these weights, if there is one."""
-    from seg_ros.inference.backends.openvino_backend import int8_model
-    from seg_ros.inference.errors import ConfigError
-    from seg_ros.inference.loading import shipped_weights
-
-    weights = config.weights or shipped_weights(config.model)
-    try:
-        int8_model(config.model, Path(weights) if weights else None)
-    except ConfigError as e:
         return str(e)
     return None

@@ -10,9 +10,10 @@ before any work.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
+
+from seg_ros.inference.artifacts import file_digest
 
 
 class OutputPathError(ValueError):
@@ -106,11 +107,7 @@ class OwnedFolder:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, 64)
 
 
 def _unchanged(path: Path, digest: str | None) -> bool:
