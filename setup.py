@@ -82,7 +82,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "segmentation_node = seg_ros.ros.segmentation_node:main",
+            "segmentation_node = seg_ros.ros.node.cli:main",
             "seg-demo = seg_ros.tools.demo:main",
             "seg-train = seg_ros.tools.train:main",
             "seg-eval = seg_ros.tools.evaluate:main",

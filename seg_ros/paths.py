@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE = "seg_ros"
@@ -49,3 +51,21 @@ def resolve_recipe(name_or_path: str) -> Path:
         known = sorted({p.stem for s in share_dirs() for p in (s / "config/train").glob("*.yaml")})
         raise FileNotFoundError(f"no recipe {name_or_path!r}; known recipes: {known}")
     return found
+
+
+@contextmanager
+def atomic_write(path: Path, companions: tuple[Callable[[Path], Path], ...] = ()) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same suffix: writers that add or check one still
+    work) to write to; once the block ends it replaces ``path``, each companion first (a file
+    named after it: OpenVINO's .bin, an engine's sidecar), so a crash mid-write never leaves a
+    truncated file under the real name. On an exception the temporary files are removed."""
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        for companion in companions:
+            companion(tmp).replace(companion(path))
+        tmp.replace(path)
+    except BaseException:
+        for leftover in (tmp, *(companion(tmp) for companion in companions)):
+            leftover.unlink(missing_ok=True)
+        raise

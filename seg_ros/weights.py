@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.models.registry import is_default_variant
+from seg_ros.paths import atomic_write
 
 FORMAT = "seg_ros.weights/1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,9 +90,8 @@ def save_weights(path: str | Path, state_dict: dict, metadata: WeightsMetadata) 
     path.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses shared or non-contiguous storage; BN's num_batches_tracked is kept.
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata.to_strings())
-    tmp.replace(path)  # a crash mid-write never leaves a truncated weights file behind
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata.to_strings())
     return path
 
 
@@ -146,6 +146,22 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
+def model_mismatch(
+    meta: WeightsMetadata, source: str, model: str, variant: str | None = None
+) -> str | None:
+    """Why a file (weights, an engine's metadata) holding ``meta`` is not the ``model`` and
+    ``variant`` asked (a default variant: any), or None; the one wording of it."""
+    from seg_ros.models import resolve_variant
+
+    if meta.model != model:
+        return f"{source} holds a {meta.model!r} network, but model {model!r} was asked"
+    if not is_default_variant(variant):
+        wanted = resolve_variant(model, variant)
+        if wanted != meta.variant:
+            return f"{source} holds {meta.model} variant {meta.variant!r}, but {wanted!r} was asked"
+    return None
+
+
 def load_model(
     path: str | Path, model: str | None = None, variant: str | None = None
 ) -> tuple[Any, WeightsMetadata]:
@@ -155,17 +171,13 @@ def load_model(
     ``model``/``variant``, when given, are what the caller expects: a file for another network
     is refused with both names in the message rather than loaded into the wrong layers.
     """
-    from seg_ros.models import build_model, resolve_variant
+    from seg_ros.models import build_model
 
     state, meta = load_weights(path)
-    if model is not None and model != meta.model:
-        raise WeightsError(f"{path} holds {meta.model!r} weights, but model {model!r} was asked")
-    if model is not None and not is_default_variant(variant):
-        wanted = resolve_variant(model, variant)
-        if wanted != meta.variant:
-            raise WeightsError(
-                f"{path} holds {meta.model} variant {meta.variant!r}, but {wanted!r} was asked"
-            )
+    if model is not None:
+        mismatch = model_mismatch(meta, str(path), model, variant)
+        if mismatch:
+            raise WeightsError(mismatch)
     net = build_model(meta.model, meta.variant, meta.num_classes, **meta.model_options)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))

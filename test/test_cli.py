@@ -58,7 +58,7 @@ def test_help_answers_and_exits(name: str) -> None:
 
 def test_node_help_lists_parameters_with_defaults() -> None:
     pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
-    from seg_ros.ros.segmentation_node import usage
+    from seg_ros.ros.node.cli import usage
 
     text = usage()
     assert "--ros-args" in text and "model ('fplnet')" in text and "input_qos ('auto')" in text

@@ -92,7 +92,7 @@ def test_install_space_has_every_file_ros_looks_for(install_space: Path) -> None
     for shipped in (ROOT / "models").glob("*.safetensors"):
         assert (share / "models" / shipped.name).read_bytes() == shipped.read_bytes()
     assert (pkg / "share" / "ament_index" / "resource_index" / "packages" / "seg_ros").is_file()
-    assert list(pkg.glob("lib/python3*/site-packages/seg_ros/ros/segmentation_node.py"))
+    assert list(pkg.glob("lib/python3*/site-packages/seg_ros/ros/node/segmentation_node.py"))
 
 
 def test_sourced_install_space_finds_its_own_package(install_space: Path) -> None:

@@ -130,7 +130,7 @@ def test_tensorrt_export_never_replaces_a_file_it_was_not_asked_to_write(
 ) -> None:
     """seg-export --tensorrt DIR/model.engine once replaced the user's DIR/model.onnx with its
     intermediate export, then failed for want of TensorRT."""
-    from seg_ros.inference import engine as engine_module
+    from seg_ros.inference import tensorrt_engine as engine_module
 
     theirs = tmp_path / "model.onnx"
     theirs.write_bytes(b"the user's own ONNX, not seg_ros'")

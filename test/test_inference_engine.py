@@ -12,17 +12,17 @@ import torch
 from weights_helpers import PIPELINE_SIZE, pipeline_weights
 
 from seg_ros.inference import EngineMismatchError, Pipeline
-from seg_ros.inference.engine import (
+from seg_ros.inference.parity import agreement, compare_logits, synthetic_scene
+from seg_ros.inference.tensorrt_engine import (
     SIDECAR_FORMAT,
-    EngineInfo,
+    EngineSidecar,
     check_sidecar,
     read_sidecar,
     sidecar_path,
     write_sidecar,
 )
-from seg_ros.inference.parity import agreement, compare_logits, synthetic_scene
 
-INFO = EngineInfo(
+INFO = EngineSidecar(
     tensorrt="10.3.0",
     gpu="Xavier",
     compute_capability="7.2",

@@ -286,7 +286,7 @@ def _has_cuda() -> bool:
         ({"weights": "/nonexistent/w.safetensors"}, "not found"),
         ({"weights": "/etc/hostname"}, "cannot read safetensors header"),
         ({"weights": "TRUNCATED"}, "cannot read safetensors header"),
-        ({"model": "rgpnet"}, "hold 'fplnet'"),
+        ({"model": "rgpnet"}, "'fplnet' network, but model 'rgpnet'"),
         ({"precision": "fp16"}, "needs device 'cuda'"),
         ({"backend": "tensorrt"}, "needs device 'cuda'"),
         ({"overlay_alpha": "half"}, "type"),
@@ -322,6 +322,48 @@ def test_overlay_alpha_and_output_resolution_apply_without_a_rebuild(node) -> No
         check_outputs(node.roundtrip(msg), msg.header, *NETWORK_SIZE)
     finally:
         probe.set_parameters(node.fqn, {"overlay_alpha": 0.5, "output_resolution": "input"})
+    assert "building a new pipeline" not in node.process.log()
+
+
+def test_live_settings_changed_under_a_30hz_stream_are_never_half_applied(node) -> None:
+    """Two sets of live settings, flipped atomically while a 30 Hz camera streams: every
+    frame's outputs are computed with one set, never part of each. min_confidence is applied
+    on the inference worker, the others on the finisher: a configuration changed in place
+    under them once mixed the two within a frame."""
+    import time
+
+    rgb = scene(H, W, seed=8)
+    probe = node.probe
+    a = {"overlay_alpha": 0.0, "output_resolution": "input", "min_confidence": 0.0}
+    b = {"overlay_alpha": 1.0, "output_resolution": "network", "min_confidence": 1.0}
+    try:
+        # every frame of the stream is computed with a or b: a is in force before it starts
+        assert probe.set_parameters(node.fqn, a, atomically=True).successful
+        with Streamer(node.image_pub, rgb, rate=30.0, prefix="live_"):
+            for i in range(16):
+                assert probe.set_parameters(node.fqn, a if i % 2 else b, atomically=True).successful
+                time.sleep(0.25)
+    finally:
+        probe.set_parameters(node.fqn, {**a, "overlay_alpha": 0.5}, atomically=True)
+    got = {
+        name: {m.header.frame_id: m for m in collected(node.outputs[name], "live_")}
+        for name in ("labels", "color", "overlay")
+    }
+    frames = sorted(set(got["labels"]) & set(got["color"]) & set(got["overlay"]))
+    seen = {"a": 0, "b": 0}
+    for frame_id in frames:
+        labels, color, overlay = (to_array(got[n][frame_id]) for n in got)
+        if overlay.shape[:2] == (H, W):  # set a: the camera's size, the camera image, no 255s
+            seen["a"] += 1
+            assert labels.shape == (H, W) and color.shape[:2] == (H, W), frame_id
+            np.testing.assert_array_equal(overlay, rgb, err_msg=frame_id)
+            assert not (labels == 255).any(), frame_id
+        else:  # set b: the network's size, the mask alone, every pixel below 1.0 confidence
+            seen["b"] += 1
+            assert overlay.shape[:2] == labels.shape == NETWORK_SIZE, frame_id
+            np.testing.assert_array_equal(overlay, color, err_msg=frame_id)
+            assert (labels == 255).all(), frame_id
+    assert seen["a"] >= 5 and seen["b"] >= 5, seen  # both sets were seen, many times each
     assert "building a new pipeline" not in node.process.log()
 
 

@@ -69,7 +69,7 @@ def _pub(reliable: bool) -> SimpleNamespace:
 def test_auto_input_qos_follows_the_publishers() -> None:
     from rclpy.qos import ReliabilityPolicy
 
-    from seg_ros.ros.segmentation_node import input_qos
+    from seg_ros.ros.node.camera_io import input_qos
 
     rel, be = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
     assert input_qos("auto", []).reliability == be  # nobody yet: match anyone
@@ -126,29 +126,36 @@ def _weights(tmp_path):
 # ---------------------------------------------------------------- the node's parts, no DDS
 
 
+def _take(group, timeout: float | None = 0):
+    """One camera's newest frame, as the worker takes it: (name, frame), or None."""
+    taken = group.take_many(1, 0.0, timeout)
+    return taken[0] if taken else None
+
+
 def test_latest_frame_slot_keeps_the_newest_and_counts_the_rest() -> None:
     import threading
 
-    from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
+    from seg_ros.ros.latest_frame import Frame, SlotGroup
 
-    slot = LatestFrameSlot()
-    assert slot.take(timeout=0.01) is None  # nothing yet: the worker waits, then gives up
+    group = SlotGroup([""])
+    slot = group.slots[""]
+    assert _take(group, 0.01) is None  # nothing yet: the worker waits, then gives up
     for i in range(3):
         slot.put(Frame(msg=i, received_ns=i))
-    assert slot.take(timeout=0).msg == 2 and slot.counts() == (3, 2)
+    assert _take(group)[1].msg == 2 and slot.counts() == (3, 2)
     # A waiting worker wakes for the next frame, and for close().
     got = []
-    worker = threading.Thread(target=lambda: got.append(slot.take(timeout=5)))
+    worker = threading.Thread(target=lambda: got.append(_take(group, 5)))
     worker.start()
     slot.put(Frame(msg="late", received_ns=9))
     worker.join(5)
-    assert got[0].msg == "late"
+    assert got[0][1].msg == "late"
     slot.put(Frame(msg="left", received_ns=10))
-    slot.close()
-    assert slot.take(timeout=5) is None and slot.counts() == (5, 3) and slot.closed
-    slot.reopen()
+    group.close()
+    assert _take(group, 5) is None and slot.counts() == (5, 3) and slot.closed
+    group.reopen()
     slot.put(Frame(msg="again", received_ns=11))
-    assert slot.take(timeout=0).msg == "again"
+    assert _take(group)[1].msg == "again"
 
 
 def test_latency_window_percentiles() -> None:
@@ -199,7 +206,7 @@ def _builder_with_gate():
     settings' names."""
     import threading
 
-    from seg_ros.ros.pipeline_builder import PipelineBuilder
+    from seg_ros.ros.node.serving import PipelineBuilder
 
     gate, done, started = threading.Semaphore(0), threading.Event(), []
 
@@ -266,17 +273,19 @@ def test_builder_failure_says_whether_it_may_revert_and_cleanup_drops_builds() -
         builder.close()
 
 
-def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() -> None:
+def test_frame_loop_steps_count_skips_bad_inputs_and_publish_what_is_wanted() -> None:
     import time
 
     import numpy as np
 
     from seg_ros.image_codec import ImageCodecError
-    from seg_ros.ros.frame_processor import FrameProcessor, run_network
+    from seg_ros.inference.pipeline import FrameOptions
     from seg_ros.ros.latest_frame import Frame
+    from seg_ros.ros.node.frame_loop import CameraFrames, finish, prepare, run_network
+    from seg_ros.ros.node.serving import Served
 
     class StandInPipeline:
-        def prepare(self, array, color_order):
+        def prepare(self, array, color_order, options):
             return (array, color_order)
 
         def infer_many(self, prepared, want_confidence):
@@ -294,28 +303,42 @@ def test_frame_processor_counts_skips_bad_inputs_and_publishes_what_is_wanted() 
             )
 
     def decode(msg):
-        if msg == "garbage":
+        if msg.data == "garbage":
             raise ImageCodecError("truncated image")
         return SimpleNamespace(array=np.full((4, 6, 3), 7, np.uint8), color_order="bgr")
 
-    told = []
-    frames = FrameProcessor(decode, on_bad_input=lambda n, why: told.append((n, why)))
-    pipeline = StandInPipeline()
-    frame = Frame(msg="ok", received_ns=time.monotonic_ns())
-    assert frames.prepare(frame, pipeline, wanted=[]) is None  # nobody listens
-    assert frames.prepare(frame, None, wanted=["labels"]) is None  # no model yet
-    assert frames.prepare(Frame("garbage", 0), pipeline, ["labels"]) is None
-    assert told == [(1, "truncated image")]
-    [job] = run_network([frames.prepare(frame, pipeline, wanted=["labels", "overlay"])])
-    assert job.staged[1] == "bgr"  # the decoded colour order reaches the pipeline
     published = {}
-    frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
+    camera = SimpleNamespace(
+        name="",
+        frames=CameraFrames(),
+        wanted=lambda: [],
+        publish=lambda name, array, header: published.__setitem__(name, array),
+    )
+    told = []
+    served = Served(StandInPipeline(), FrameOptions(), {})
+
+    def step(frame, served):
+        return prepare(frame, camera, served, decode, lambda n, why: told.append((n, why)))
+
+    msg = SimpleNamespace(data="ok", header=None)
+    frame = Frame(msg=msg, received_ns=time.monotonic_ns())
+    assert step(frame, served) is None  # nobody listens
+    camera.wanted = lambda: ["labels"]
+    assert step(frame, None) is None  # no model yet
+    assert step(Frame(SimpleNamespace(data="garbage"), 0), served) is None
+    assert told == [(1, "truncated image")]
+    camera.wanted = lambda: ["labels", "overlay"]
+    [job] = run_network([step(frame, served)])
+    assert job.staged[1] == "bgr"  # the decoded colour order reaches the pipeline
+    finish(job, time.monotonic_ns, stamp_ns=0)
     assert set(published) == {"labels", "overlay"} and published["labels"].shape == (4, 6)
     assert job.staged[2] is False  # no confidence computed while nobody subscribes to it
-    [job] = run_network([frames.prepare(frame, pipeline, wanted=["labels", "confidence"])])
+    camera.wanted = lambda: ["labels", "confidence"]
+    [job] = run_network([step(frame, served)])
     published.clear()
-    frames.finish(job, published.__setitem__, time.monotonic_ns, stamp_ns=0)
+    finish(job, time.monotonic_ns, stamp_ns=0)
     assert set(published) == {"labels", "confidence"} and published["confidence"].max() == 200
+    frames = camera.frames
     counts = frames.counts()
     assert (counts.processed, counts.idle, counts.bad_inputs) == (2, 2, 1)
     assert counts.last_bad_input == "truncated image"
@@ -337,10 +360,10 @@ def test_slot_group_serves_the_cameras_in_turn() -> None:
         for name in ("front", "left", "right"):
             clock += 1
             group.slots[name].put(Frame(f"{name}{clock}", clock))
-        served.append(group.take(0)[0])
+        served.append(_take(group)[0])
     assert served == ["front", "left", "right"]
     # the newest frame per camera, the others counted as dropped
-    name, frame = group.take(0)
+    name, frame = _take(group)
     assert name == "front" and frame.msg == "front7"
     assert group.slots["front"].counts() == (3, 1)
     # a camera with nothing waiting is skipped, and a slow one is not starved by a fast one
@@ -350,11 +373,11 @@ def test_slot_group_serves_the_cameras_in_turn() -> None:
         group.slots["fast"].put(Frame(f"f{i}", 2 * i))
         if i % 3 == 0:
             group.slots["slow"].put(Frame(f"s{i}", 2 * i + 1))
-        order.append(group.take(0)[1].msg)
+        order.append(_take(group)[1].msg)
     assert order == ["f0", "s0", "f2", "s3", "f4", "f5"]
-    assert group.take(0) is None  # nothing waiting: the timeout passes
+    assert _take(group) is None  # nothing waiting: the timeout passes
     group.close()
-    assert group.closed and group.take(0) is None
+    assert group.closed and _take(group) is None
 
 
 def test_slot_group_batches_the_cameras_waiting_and_waits_a_bounded_time_for_the_rest() -> None:

@@ -4,6 +4,7 @@ parameters agree on names, defaults and checks, in both directions (no node proc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import fields
 
 import pytest
@@ -31,6 +32,17 @@ def parse(*argv: str) -> argparse.Namespace:
     add_pipeline_args(p)
     add_param_arg(p, "--node-param")
     return p.parse_args(list(argv))
+
+
+def test_the_parameter_table_and_node_settings_name_the_same_parameters() -> None:
+    from seg_ros.ros.parameters import SPECS
+
+    settings = fields(NodeSettings)
+    assert [s.name for s in SPECS] == [f.name for f in settings]
+    for f in settings:  # each default once: the table reads it from NodeSettings
+        assert SPEC_BY_NAME[f.name].default == f.default, f.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        NodeSettings().model = "rgpnet"  # a change makes a new one; readers never see half
 
 
 def test_defaults_are_pipeline_configs_everywhere() -> None:

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seg_ros.inference.engine import (
+from seg_ros.inference.errors import BackendUnavailableError, ConfigError
+from seg_ros.inference.export import export_onnx
+from seg_ros.inference.tensorrt_engine import (
     check_onnx_for_tensorrt,
     fp16_flag,
     shared_logger,
 )
-from seg_ros.inference.errors import BackendUnavailableError, ConfigError
-from seg_ros.inference.export import export_onnx
 from seg_ros.models import build_model
 
 
@@ -151,7 +151,7 @@ def trtexec_engine(tmp_path, monkeypatch):
     """An engine file "built by trtexec" and a seg_ros ONNX it came from (real seg-export)."""
     from weights_helpers import pipeline_weights
 
-    from seg_ros.inference import engine as engine_module
+    from seg_ros.inference import tensorrt_engine as engine_module
     from seg_ros.tools import export
 
     weights = pipeline_weights(tmp_path / "w.safetensors")
@@ -188,7 +188,7 @@ GOOD_IO = {"image": ("input", (1, 3, 64, 96)), "logits": ("output", (1, 11, 64, 
 
 
 def test_sidecar_for_a_trtexec_engine_checks_its_io(trtexec_engine, capsys) -> None:
-    from seg_ros.inference.engine import read_sidecar
+    from seg_ros.inference.tensorrt_engine import read_sidecar
     from seg_ros.tools import export
 
     trt = trtexec_engine.use(GOOD_IO)
@@ -220,7 +220,7 @@ def test_sidecar_for_a_trtexec_engine_checks_its_io(trtexec_engine, capsys) -> N
 def test_sidecar_refused_for_an_engine_that_does_not_fit(
     trtexec_engine, capsys, io, reason
 ) -> None:
-    from seg_ros.inference.engine import sidecar_path
+    from seg_ros.inference.tensorrt_engine import sidecar_path
     from seg_ros.tools import export
 
     trtexec_engine.use(io)
@@ -231,7 +231,7 @@ def test_sidecar_refused_for_an_engine_that_does_not_fit(
 
 
 def test_sidecar_refused_when_the_engine_is_not_the_onnx_size(trtexec_engine, capsys) -> None:
-    from seg_ros.inference.engine import sidecar_path
+    from seg_ros.inference.tensorrt_engine import sidecar_path
     from seg_ros.tools import export
 
     trtexec_engine.use(
@@ -245,7 +245,7 @@ def test_sidecar_refused_when_the_engine_is_not_the_onnx_size(trtexec_engine, ca
 
 def test_workspace_setting_reaches_the_on_the_fly_build(monkeypatch, tmp_path) -> None:
     """trt_workspace_mb (node parameter, PipelineConfig) is the builder's workspace limit."""
-    from seg_ros.inference import engine as engine_module
+    from seg_ros.inference import tensorrt_engine as engine_module
     from seg_ros.inference.backends import tensorrt_backend
     from seg_ros.inference.config import PipelineConfig
 

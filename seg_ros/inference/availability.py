@@ -11,24 +11,20 @@ from pathlib import Path
 from seg_ros.inference.config import PipelineConfig
 from seg_ros.inference.errors import BackendUnavailableError
 
-# backend -> (module to import, what to install)
-RUNTIMES = {
-    "onnxruntime": ("onnxruntime", "pip install onnxruntime (onnxruntime-gpu for CUDA)"),
-    "openvino": ("openvino", "pip install 'seg_ros[openvino]'"),
-    "tensorrt": ("tensorrt", "pip install tensorrt; on Jetson JetPack's python3-libnvinfer"),
-}
 
-
-def unavailable(config: PipelineConfig) -> str | None:
-    """Why ``config`` cannot run on this machine, from cheap checks only, or None."""
+def unavailable(config: PipelineConfig, backend: str | None = None) -> str | None:
+    """Why ``config`` cannot run on this machine, from cheap checks only, or None;
+    ``backend``: the one ``config`` resolves to, where the caller has resolved it already."""
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.pipeline import resolve_backend
 
     try:
-        backend = resolve_backend(config)
+        backend = backend or resolve_backend(config)
     except PipelineError as e:
         return str(e)
-    runtime = RUNTIMES.get(backend)
+    from seg_ros.inference.backends import backend_class
+
+    runtime = backend_class(backend).runtime  # (module, how to install it)
     if runtime is not None and importlib.util.find_spec(runtime[0]) is None:
         return f"backend {backend!r} is not installed here ({runtime[1]})"
     if config.device.startswith("cuda"):

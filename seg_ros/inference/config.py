@@ -74,16 +74,10 @@ class PipelineConfig:
         variants = list_models()[self.model]
         if not is_default_variant(self.variant) and self.variant not in variants:
             _bad("variant", self.variant, variants, f" for model {self.model!r}")
-        if re.fullmatch(OPENVINO_ONLY_DEVICES, self.device) and self.backend not in (
-            "openvino",
-            "auto",
-        ):
-            raise ConfigError(
-                f"device {self.device!r} is an OpenVINO device; use backend 'openvino' "
-                "(or cpu/cuda for the others)"
-            )
-        if self.precision == "int8" and self.backend not in ("openvino", "auto"):
-            _bad("precision", "int8", ["fp32", "bf16", "fp16"], f" for backend {self.backend!r}")
+        if self.backend != "auto":  # auto picks a backend that runs them (resolve_backend)
+            problem = backend_problem(self.backend, self.device, self.precision)
+            if problem:
+                raise ConfigError(problem)
         if self.input_size is not None:
             size = self.input_size
             ok = (
@@ -115,12 +109,6 @@ class PipelineConfig:
                 "precision 'fp16' needs device 'cuda' (CPUs here run 'fp32' or 'bf16'), "
                 f"got device {self.device!r}"
             )
-        if self.backend == "tensorrt" and not self.device.startswith("cuda"):
-            raise ConfigError(
-                f"backend 'tensorrt' needs device 'cuda' or 'cuda:N', got {self.device!r}"
-            )
-        if self.backend == "tensorrt" and self.precision == "bf16":
-            _bad("precision", "bf16", ["fp32", "fp16"], " for backend 'tensorrt'")
         return self
 
 
@@ -191,6 +179,43 @@ def field_problem(name: str, value: object) -> str | None:
         return None if value in CHOICES[name] else _not_allowed(name, value, CHOICES[name])
     check = _FIELD_CHECKS.get(name)
     return check(value) if check else None
+
+
+# device kind -> how a message names its devices
+DEVICE_KINDS = {"cpu": "'cpu'", "cuda": "'cuda' or 'cuda:N'", "openvino": "'gpu', 'gpu.N' or 'npu'"}
+
+
+def device_kind(device: str) -> str:
+    """cpu, cuda (cuda, cuda:N) or openvino (OpenVINO's own devices: gpu, gpu.N, npu)."""
+    if device.startswith("cuda"):
+        return "cuda"
+    return "openvino" if re.fullmatch(OPENVINO_ONLY_DEVICES, device) else "cpu"
+
+
+def backend_problem(backend: str, device: str, precision: str) -> str | None:
+    """Why ``backend`` cannot run ``device`` and ``precision``, from its declared
+    capabilities (``Backend.device_kinds``, ``precisions``), or None."""
+    from seg_ros.inference.backends import backend_class
+
+    cls = backend_class(backend)
+    kind = device_kind(device)
+    if kind not in cls.device_kinds:
+        if kind == "openvino":
+            return (
+                f"device {device!r} is an OpenVINO device; use backend 'openvino' (or cpu/cuda "
+                "for the others)"
+            )
+        wanted = " or ".join(DEVICE_KINDS[k] for k in cls.device_kinds)
+        return f"backend {backend!r} needs device {wanted}, got {device!r}"
+    if precision not in cls.precisions:
+        return _not_allowed("precision", precision, cls.precisions, f" for backend {backend!r}")
+    return None
+
+
+def cuda_index(device: str) -> int:
+    """N of "cuda:N" (0 for "cuda"): the one reading of a CUDA device's index."""
+    _, _, index = device.partition(":")
+    return int(index) if index else 0
 
 
 def _not_allowed(name: str, value: object, allowed: Any, where: str = "") -> str:

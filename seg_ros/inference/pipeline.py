@@ -38,10 +38,10 @@ from seg_ros.inference.parity import (
     synthetic_scene,
 )
 from seg_ros.labels import IGNORE_INDEX
-from seg_ros.models.registry import is_default_variant
-from seg_ros.weights import WeightsError, WeightsMetadata
+from seg_ros.paths import atomic_write
+from seg_ros.weights import WeightsError, WeightsMetadata, model_mismatch
 
-__all__ = ["Pipeline", "PipelineConfig", "PipelineError", "SegmentationResult"]
+__all__ = ["FrameOptions", "Pipeline", "PipelineConfig", "PipelineError", "SegmentationResult"]
 
 log = logging.getLogger("seg_ros.inference")
 
@@ -56,12 +56,30 @@ class SegmentationResult:
     confidence: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class FrameOptions:
+    """The settings a frame is finished with that change without a rebuild. Each frame takes
+    one set at ``prepare`` and keeps it through ``infer`` and ``finish``, so a change made
+    while it is between stages never mixes two sets in one output."""
+
+    output_resolution: str = "input"
+    overlay_alpha: float = 0.5
+    min_confidence: float = 0.0
+
+    @classmethod
+    def of(cls, config: PipelineConfig) -> FrameOptions:
+        return cls(
+            config.output_resolution, float(config.overlay_alpha), float(config.min_confidence)
+        )
+
+
 @dataclass
 class Staged:
     """One image on its way through the stages (see Pipeline.prepare/infer/finish)."""
 
     image: np.ndarray  # the input, HxWx3
     order: str
+    options: FrameOptions
     small: np.ndarray  # RGB at network size
     batch: Any  # the backend's prepared input
     t0: float
@@ -128,7 +146,7 @@ class Pipeline:
         if not c.engine:
             return None
         path = Path(c.engine).expanduser()
-        if not self._backend_class.takes_engine:
+        if not self._backend_class.engine_kinds:
             self._backend_class.read_engine(path)  # raises, naming the backends that take one
         if not path.is_file():
             raise PipelineError(f"engine file not found: {path}")
@@ -145,14 +163,9 @@ class Pipeline:
             meta = WeightsMetadata.from_strings(raw, str(path))
         except WeightsError as e:
             raise PipelineWeightsError(str(e)) from e
-        if meta.model != c.model:
-            raise PipelineWeightsError(
-                f"{path} holds a {meta.model!r} network, but model {c.model!r} was asked"
-            )
-        if not is_default_variant(c.variant) and meta.variant != c.variant:
-            raise PipelineWeightsError(
-                f"{path} holds {meta.model} variant {meta.variant!r}, but {c.variant!r} was asked"
-            )
+        mismatch = model_mismatch(meta, str(path), c.model, c.variant)
+        if mismatch:
+            raise PipelineWeightsError(mismatch)
         return meta
 
     def _input_size(self) -> tuple[int, int]:
@@ -220,9 +233,8 @@ class Pipeline:
         log.warning("no engine given: exporting %s/%s to ONNX at %s (cached for the next "
                     "start)", self.metadata.model, self.variant, path)  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        export_onnx(self._network.network, tmp, self.input_size, metadata=self.metadata)
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            export_onnx(self._network.network, tmp, self.input_size, metadata=self.metadata)
         prune(keep=path)
         return path
 
@@ -263,20 +275,24 @@ class Pipeline:
 
     # The three stages, for callers that overlap them across frames (the node publishes one
     # frame while the next one's network runs): prepare -> infer -> finish.
-    def prepare(self, image: np.ndarray, color_order: str = "rgb") -> Staged:
-        """Stage 1: validate, resize and normalise (cheap, on the caller's thread)."""
+    def prepare(
+        self, image: np.ndarray, color_order: str = "rgb", options: FrameOptions | None = None
+    ) -> Staged:
+        """Stage 1: validate, resize and normalise (cheap, on the caller's thread). The frame
+        keeps ``options`` (default: the config's, read now) to its last stage."""
         t0 = time.perf_counter()
         image = preprocess.check_image(image)
         order = preprocess.check_color_order(color_order)
         small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
-        frame = Staged(image, order, small, self.backend.prepare(small), t0)
+        options = options or FrameOptions.of(self.config)
+        frame = Staged(image, order, options, small, self.backend.prepare(small), t0)
         frame.t1 = time.perf_counter()
         return frame
 
     def infer(self, frame: Staged, want_confidence: bool | None = None) -> Staged:
         """Stage 2: the network and the argmax (network-size labels); the confidence too
         where it is asked for (``want_confidence``, default ``config.confidence``) or
-        thresholded (``config.min_confidence``): it needs the logits, which end here."""
+        thresholded (the frame's ``min_confidence``): it needs the logits, which end here."""
         return self.infer_many([frame], [want_confidence])[0]
 
     @property
@@ -303,11 +319,11 @@ class Pipeline:
                 f"(max_batch), not {len(frames)}"
             )
         wants = want_confidence or [None] * len(frames)
-        threshold = float(self.config.min_confidence)
         logits = self.backend.infer_many([f.batch for f in frames])
         t2 = time.perf_counter()
         for frame, frame_logits, want in zip(frames, logits, wants):
             started = time.perf_counter()
+            threshold = frame.options.min_confidence
             labels = self.backend.labels(frame_logits)
             wanted = self.config.confidence if want is None else want
             if wanted or threshold > 0:
@@ -329,8 +345,8 @@ class Pipeline:
         """Stage 3: labels at the output size, colour mask, overlay."""
         t2 = time.perf_counter()
         image, order, small, labels = frame.image, frame.order, frame.small, frame.labels
-        confidence = frame.confidence
-        if self.config.output_resolution == "input":
+        confidence, options = frame.confidence, frame.options
+        if options.output_resolution == "input":
             labels = postprocess.resize_labels(labels, image.shape[:2])
             if confidence is not None:
                 confidence = postprocess.resize_confidence(confidence, image.shape[:2])
@@ -343,7 +359,7 @@ class Pipeline:
         if want_overlay:
             if base is None:
                 base = preprocess.to_rgb(image, order)
-            overlay = postprocess.blend(base, color, self.config.overlay_alpha)
+            overlay = postprocess.blend(base, color, options.overlay_alpha)
         if not want_color:
             color = None
         t3 = time.perf_counter()
@@ -397,8 +413,9 @@ class Pipeline:
 
 def resolve_backend(config: PipelineConfig) -> str:
     """The backend ``config`` asks for; ``auto`` picks the fastest exact path here: an
-    engine file's own runtime, OpenVINO on a CPU where it is installed (fp32: ~1.7x torch's
-    speed here, the same labels), else PyTorch. An explicit choice is never replaced."""
+    engine file's own runtime, OpenVINO on a CPU where it is installed (fp32: faster than
+    torch's, the same labels; docs/BENCHMARKS.md), else PyTorch. An explicit choice is never
+    replaced."""
     import importlib.util
 
     if config.backend != "auto":

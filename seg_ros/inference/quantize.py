@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from seg_ros.inference import preprocess
+from seg_ros.inference.backends.openvino_backend import ir_weights
 from seg_ros.inference.errors import PipelineError
 from seg_ros.inference.scoring import miou_of
+from seg_ros.paths import atomic_write
 
 log = logging.getLogger("seg_ros.inference")
 # How much mIoU (points) an int8 model may lose against fp32 on the validation split.
@@ -67,6 +69,10 @@ class QuantizeReport:
         }
 
 
+# NNCF's presets by name: mixed (symmetric weights, asymmetric activations) or performance
+PRESETS = ("mixed", "performance")
+
+
 def quantize(
     weights: str | Path | None,
     model: str,
@@ -87,17 +93,11 @@ def quantize(
     progress: Callable[[str], None] = print,
 ) -> QuantizeReport:
     """Quantize, check, and write ``output`` (.xml + .bin) as the module docstring says."""
-    import nncf
-    import openvino as ov
-
     from seg_ros.inference.artifacts import file_digest
-    from seg_ros.inference.backends.openvino_backend import convert_from_torch, write_metadata
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch
     from seg_ros.inference.pipeline import Pipeline
 
-    if not calibration:
-        raise PipelineError("no calibration frames")
-    if not validation:
-        raise PipelineError("no validation frames: the int8 model must be checked before use")
+    _check_inputs(calibration, validation, preset)
     start = time.perf_counter()
     fp32 = Pipeline(
         model=model,
@@ -110,63 +110,142 @@ def quantize(
     )
     meta, size = fp32.metadata, fp32.input_size
     weights = fp32.weights_path  # the file actually used, for the int8 pipeline's parity check
-    classes = meta.num_classes
-    network = fp32.reference_network
-    # Symbolic sizes: the int8 model then runs at any input size (the backend reshapes it).
-    ov_model = convert_from_torch(network, size, dynamic=True)
 
     def prepare(image: np.ndarray) -> np.ndarray:
         small = preprocess.resize_to_network(preprocess.check_image(image), size)
         return fp32.backend.prepare(small)
 
-    calib = nncf.Dataset([prepare(im) for im in calibration])
     progress(f"fp32 on {validation_name} ({len(validation)} frames) ...")
-    fp32_miou = miou_of(fp32, validation, classes)
+    fp32_miou = miou_of(fp32, validation, meta.num_classes)
     progress(f"fp32 mIoU {fp32_miou:.2f}; quantizing from {len(calibration)} frames ...")
-    ignored = nncf.IgnoredScope(types=list(ignored_types)) if ignored_types else None
-    presets = {
-        "mixed": nncf.QuantizationPreset.MIXED,
-        "performance": nncf.QuantizationPreset.PERFORMANCE,
-    }
-    if preset not in presets:
-        raise PipelineError(f"preset {preset!r} is not known; choose from {sorted(presets)}")
-    if accuracy_control:
+    # Symbolic sizes: the int8 model then runs at any input size (the backend reshapes it).
+    ov_model = convert_from_torch(fp32.reference_network, size, dynamic=True)
+    int8_model, method = _nncf_int8(
+        ov_model,
+        [prepare(im) for im in calibration],
+        [(prepare(im), lb) for im, lb in validation] if accuracy_control else None,
+        meta.num_classes,
+        max_drop,
+        preset,
+        ignored_types,
+        fast_bias_correction,
+    )
 
-        def validate(compiled: Any, items: Iterable[Any]) -> float:
-            from seg_ros.metrics import ConfusionMatrix
+    progress(f"int8 on {validation_name} ...")
+    int8_miou = _int8_miou(int8_model, meta, weights, validation, threads)
+    report = QuantizeReport(
+        fp32_miou=fp32_miou,
+        int8_miou=int8_miou,
+        max_drop=max_drop,
+        calibration=f"{calibration_name} ({len(calibration)} frames)",
+        validation=f"{validation_name} ({len(validation)} frames)",
+        frames_calibration=len(calibration),
+        frames_validation=len(validation),
+        seconds=time.perf_counter() - start,
+        method=method,
+        weights_digest=file_digest(weights) if weights else "",
+    )
+    if not report.within:
+        report.flags.append(f"int8 lost {report.drop:.2f} mIoU points (> {max_drop:g} allowed)")
+    if report.within or force:
+        _write(int8_model, {**meta.to_strings(), **report.metadata()}, output)
+        report.written = True
+    return report
 
-            cm = ConfusionMatrix(classes)
-            for batch, label in items:
-                logits = compiled(batch)[0]
-                cm.update(_labels_at(logits, label.shape), label)
-            return float(cm.miou())
 
-        val = nncf.Dataset([(prepare(im), lb) for im, lb in validation])
-        int8_model = nncf.quantize_with_accuracy_control(
-            ov_model,
-            calib,
-            val,
-            validation_fn=validate,
-            max_drop=max_drop / 100.0,
-            drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=len(calibration),
-            ignored_scope=ignored,
-            preset=presets[preset],
-        )
+def _write(int8_model: Any, metadata: dict[str, str], output: Path) -> None:
+    """The int8 model with its metadata (accuracy included) to ``output`` (.xml + .bin)."""
+    import openvino as ov
+
+    from seg_ros.inference.backends.openvino_backend import write_metadata
+
+    write_metadata(int8_model, metadata)
+    with atomic_write(output, companions=(ir_weights,)) as tmp:
+        ov.save_model(int8_model, str(tmp), compress_to_fp16=False)
+
+
+def _check_inputs(calibration: Sequence[Any], validation: Sequence[Any], preset: str) -> None:
+    if not calibration:
+        raise PipelineError("no calibration frames")
+    if not validation:
+        raise PipelineError("no validation frames: the int8 model must be checked before use")
+    if preset not in PRESETS:
+        raise PipelineError(f"preset {preset!r} is not known; choose from {sorted(PRESETS)}")
+
+
+def _nncf_int8(
+    ov_model: Any,
+    calibration: list[Any],
+    validation: list[Any] | None,
+    classes: int,
+    max_drop: float,
+    preset: str,
+    ignored_types: Sequence[str],
+    fast_bias_correction: bool,
+) -> tuple[Any, str]:
+    """NNCF's int8 model from prepared frames (with accuracy control where ``validation`` is
+    given), and how it was made."""
+    import nncf
+
+    calib = nncf.Dataset(calibration)
+    preset_value = getattr(nncf.QuantizationPreset, preset.upper())
+    common: dict[str, Any] = {"subset_size": len(calibration), "preset": preset_value}
+    if ignored_types:
+        common["ignored_scope"] = nncf.IgnoredScope(types=list(ignored_types))
+    if validation is not None:
+        val = nncf.Dataset(validation)
+        int8_model = _with_accuracy_control(ov_model, calib, val, classes, max_drop, common)
         method = f"NNCF {nncf.__version__} accuracy control, max drop {max_drop:g}"
     else:
-        kwargs: dict[str, Any] = {
-            "subset_size": len(calibration),
-            "preset": presets[preset],
-            "fast_bias_correction": fast_bias_correction,
-        }
-        if ignored is not None:
-            kwargs["ignored_scope"] = ignored
-        int8_model = nncf.quantize(ov_model, calib, **kwargs)
+        int8_model = nncf.quantize(
+            ov_model, calib, fast_bias_correction=fast_bias_correction, **common
+        )
         bias = "fast" if fast_bias_correction else "full"
         method = f"NNCF {nncf.__version__} post-training quantization ({preset}, {bias} bias)"
     if ignored_types:
         method += f", fp32 kept for {', '.join(ignored_types)}"
+    return int8_model, method
+
+
+def _with_accuracy_control(
+    ov_model: Any, calib: Any, val: Any, classes: int, max_drop: float, common: dict[str, Any]
+) -> Any:
+    """NNCF's accuracy-controlled quantization, judged by mIoU on ``val``."""
+    import nncf
+
+    from seg_ros.metrics import ConfusionMatrix
+
+    def validate(compiled: Any, items: Iterable[Any]) -> float:
+        cm = ConfusionMatrix(classes)
+        for batch, label in items:
+            logits = compiled(batch)[0]
+            cm.update(_labels_at(logits, label.shape), label)
+        return float(cm.miou())
+
+    return nncf.quantize_with_accuracy_control(
+        ov_model,
+        calib,
+        val,
+        validation_fn=validate,
+        max_drop=max_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE,
+        **common,
+    )
+
+
+def _int8_miou(
+    int8_model: Any,
+    meta: Any,
+    weights: Path | None,
+    validation: Sequence[tuple[np.ndarray, np.ndarray]],
+    threads: int | None,
+) -> float:
+    """The int8 model's mIoU through the real pipeline (its parity check included), from a
+    scratch copy that is removed afterwards."""
+    import openvino as ov
+
+    from seg_ros.inference.backends.openvino_backend import write_metadata
+    from seg_ros.inference.pipeline import Pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="seg_ros_int8_"))
     try:
@@ -174,7 +253,7 @@ def quantize(
         write_metadata(int8_model, meta.to_strings())
         ov.save_model(int8_model, str(candidate), compress_to_fp16=False)
         int8 = Pipeline(
-            model=model,
+            model=meta.model,
             variant=meta.variant,
             weights=str(weights) if weights else None,
             backend="openvino",
@@ -183,31 +262,7 @@ def quantize(
             threads=threads,
             output_resolution="input",
         )
-        progress(f"int8 on {validation_name} ...")
-        int8_miou = miou_of(int8, validation, classes)
-        report = QuantizeReport(
-            fp32_miou=fp32_miou,
-            int8_miou=int8_miou,
-            max_drop=max_drop,
-            calibration=f"{calibration_name} ({len(calibration)} frames)",
-            validation=f"{validation_name} ({len(validation)} frames)",
-            frames_calibration=len(calibration),
-            frames_validation=len(validation),
-            seconds=time.perf_counter() - start,
-            method=method,
-            weights_digest=file_digest(weights) if weights else "",
-        )
-        if not report.within:
-            report.flags.append(f"int8 lost {report.drop:.2f} mIoU points (> {max_drop:g} allowed)")
-            if not force:
-                return report
-        write_metadata(int8_model, {**meta.to_strings(), **report.metadata()})
-        tmp = output.with_name(output.stem + ".tmp.xml")
-        ov.save_model(int8_model, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(output.with_suffix(".bin"))
-        tmp.replace(output)
-        report.written = True
-        return report
+        return miou_of(int8, validation, meta.num_classes)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -6,18 +6,27 @@ a rename breaks one place, loudly. No rclpy or torch imports: tools read it chea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 NODE_NAME = "segmentation_node"
 INPUT_TOPIC = "image"
 COMPRESSED_INPUT_TOPIC = "image/compressed"
 DIAGNOSTICS_TOPIC = "/diagnostics"
-# output name -> (topic relative to the node's namespace, encoding, parameter that enables it)
+
+
+# output name -> its topic, encoding and the parameter that enables it
+class Output(NamedTuple):
+    topic: str  # relative to the node's (or camera's) namespace
+    encoding: str
+    flag: str  # the parameter that turns it on
+
+
 OUTPUTS = {
-    "labels": ("segmentation/labels", "mono8", "publish_labels"),
-    "color": ("segmentation/color", "rgb8", "publish_color"),
-    "overlay": ("segmentation/overlay", "rgb8", "publish_overlay"),
+    "labels": Output("segmentation/labels", "mono8", "publish_labels"),
+    "color": Output("segmentation/color", "rgb8", "publish_color"),
+    "overlay": Output("segmentation/overlay", "rgb8", "publish_overlay"),
     # the winning class's softmax probability x 255; off by default (it costs a softmax)
-    "confidence": ("segmentation/confidence", "mono8", "publish_confidence"),
+    "confidence": Output("segmentation/confidence", "mono8", "publish_confidence"),
 }
 OUTPUT_NAMES = tuple(OUTPUTS)
 OUTPUTS_ON_BY_DEFAULT = ("labels", "color", "overlay")
@@ -26,7 +35,7 @@ START_FAILURE = "cannot build the pipeline"
 
 
 def output_topic(name: str) -> str:
-    return OUTPUTS[name][0]
+    return OUTPUTS[name].topic
 
 
 def status_name(node_fqn: str, camera: str = "") -> str:

@@ -1,26 +1,22 @@
 """Fast DDS settings for seg_ros' own processes, so large images flow to and from peers that
 run with Fast DDS' defaults (camera drivers, RViz, rosbag2, the ros2 CLI).
 
-What limits large images (measured here, Fast DDS 3.2 from the Kilted wheels, two processes
-on one host; ``seg-dds-bench`` repeats it):
+What limits large images (figures: docs/BENCHMARKS.md, repeated by ``seg-dds-bench``):
 
 - On one host Fast DDS sends user data through shared memory, and a *writer* can only send a
-  sample that fits its own segment (512 KB by default). A default writer's 640x480 RGB frame
-  (921 KB) is lost almost every time to a best-effort reader (3 of 150 received at 30 Hz),
-  2048x1024 always; to a reliable reader it arrives (150 of 150 at 640x480, 124 of 150 at
-  2048x1024 at 30 Hz) because lost pieces are repaired.
-- A writer with a larger segment delivers 2048x1024 at 30 Hz to a *default* best-effort
-  reader: 150 of 150. So the segment is set here, on seg_ros' side, for the node's outputs
-  and for seg-demo's frames; the peers need no setting.
-- ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` is not used: its participants do not exchange data
-  with default ones (0 messages either way), so setting it in one process cuts that process
-  off from the rest of the graph.
+  sample that fits its own segment (512 KB by default): a default writer's 640x480 RGB frame
+  is lost almost every time to a best-effort reader; a reliable reader repairs it.
+- A writer with a larger segment delivers large frames to a *default* best-effort reader. So
+  the segment is set here, on seg_ros' side, for the node's outputs and for seg-demo's
+  frames; the peers need no setting.
+- ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` is not used: its participants exchange nothing
+  with default ones, so setting it in one process cuts that process off from the graph.
 
 The profile keeps the transports a default participant has (UDPv4 for discovery and for
 other hosts, shared memory on this host), only with a larger shared-memory segment, and
 shortens the reliable writers' heartbeat: a reliable writer repairs a lost fragment only when
-the reader answers its next heartbeat, 3 s by default, which stalled one large frame in three
-on a loaded machine; none with 50 ms.
+the reader answers its next heartbeat, 3 s by default, which stalled large frames on a loaded
+machine.
 
 It is applied only when the user has no Fast DDS profile file of their own, has not chosen
 builtin transports, has not set SEG_ROS_FASTDDS_PROFILE=off, and only under rmw_fastrtps.

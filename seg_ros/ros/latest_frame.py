@@ -39,14 +39,6 @@ class LatestFrameSlot:
             self._frame = frame
             self._cond.notify()
 
-    def take(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame, waiting up to ``timeout``; None on timeout or once closed."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            return None if self._closed else frame
-
     def close(self) -> None:
         """Wake the worker for good; a frame still waiting counts as dropped."""
         with self._cond:
@@ -79,7 +71,7 @@ class LatestFrameSlot:
 
 
 class SlotGroup:
-    """One slot per camera and one worker: ``take`` hands out the newest frame of the camera
+    """One slot per camera and one worker: ``take_many`` hands out the newest frame of the camera
     that was served least recently among those with a frame waiting, so every camera is
     served in turn and none starves another. (Oldest-frame-first is not fair: a camera whose
     frames always land a moment before the others' would win every round.)"""
@@ -90,10 +82,6 @@ class SlotGroup:
         self._served = dict.fromkeys(names, 0)  # when each was last served (a take counter)
         self._takes = 0
         self._closed = False
-
-    def take(self, timeout: float | None = None) -> tuple[str, Frame] | None:
-        taken = self.take_many(1, 0.0, timeout)
-        return taken[0] if taken else None
 
     def take_many(
         self, limit: int, wait: float, timeout: float | None = None

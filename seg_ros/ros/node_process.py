@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, TextIO
 
-NODE_MODULE = "seg_ros.ros.segmentation_node"
+NODE_MODULE = "seg_ros.ros.node"
 # The tree this seg_ros was imported from: a source checkout, or site-packages.
 IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def node_command(
     params_file: str | Path | None = None,
     log_level: str | None = None,
 ) -> list[str]:
-    """``python -m seg_ros.ros.segmentation_node --ros-args ...`` for this interpreter."""
+    """``python -m seg_ros.ros.node --ros-args ...`` for this interpreter."""
     cmd = [sys.executable, "-m", NODE_MODULE, "--ros-args", "-r", f"__node:={name}"]
     if namespace not in ("", "/"):
         cmd += ["-r", f"__ns:={namespace}"]

@@ -21,11 +21,12 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from seg_ros.compat import zip_strict
+from seg_ros.machine import cpu_name
 from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 from seg_ros.tools.output_paths import outputs_refused
 
@@ -141,48 +142,23 @@ def run_one(
     weights: dict[str, str],
     cache: dict[Any, Any],
 ) -> dict[str, Any]:
-    from seg_ros.inference import Pipeline, PipelineError
-    from seg_ros.inference.parity import agreement, reference_logits
+    """One row: build the pipeline (a failure is a skipped row with the reason), time it
+    against the bare runtime, and score its labels against fp32 eager PyTorch."""
+    from seg_ros.inference import PipelineError
+    from seg_ros.inference.parity import agreement
+    from seg_ros.models import resolve_variant
 
     row: dict[str, Any] = {
         "model": model,
-        "variant": variant,
+        "variant": resolve_variant(model, variant),  # a skipped row names it like the others
         "backend": backend,
         "device": args.device,
         "precision": precision,
         "input_size": list(size),
         "compile": args.compile if backend == "torch" else "off",
     }
-    from seg_ros.models import resolve_variant
-
-    row["variant"] = resolve_variant(model, variant)  # a skipped row names it like the others
     try:
-        key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
-        engine = None
-        if precision == "int8":
-            # None: the pipeline runs the int8 model shipped for the weights, or says why not.
-            engine = args.int8_models.get(f"{model}:{variant}") or args.int8_models.get(model)
-            if engine is not None and key not in weights:
-                from seg_ros.inference.loading import shipped_weights
-
-                # The fp32 network beside the engine: for the parity check and the agreement.
-                shipped = shipped_weights(model)
-                if shipped is not None:
-                    weights = {**weights, key: str(shipped)}
-        pipeline = Pipeline(
-            engine=engine,
-            model=model,
-            variant=variant,
-            weights=weights.get(key),
-            backend=backend,
-            device=args.device,
-            precision=precision,
-            input_size=size,
-            output_resolution="network",
-            compile=args.compile if backend == "torch" else "off",
-            threads=args.threads,
-            parity_check=not args.no_parity,
-        )
+        pipeline = _pipeline(RowSpec(model, variant, backend, precision, size), args, weights)
     except (PipelineError, ValueError) as e:
         row.update(status="skipped", reason=str(e))
         return row
@@ -198,19 +174,80 @@ def run_one(
     images = load_images(args.images, size, args.max_images)
     ref_key = (model, info["variant"], info["weights"], size)
     if ref_key not in cache:
-        network = pipeline.reference_network
-        refs = []
-        if network is not None:
-            m = pipeline.metadata
-            refs = [reference_logits(network, im, m.mean, m.std)[0].argmax(0) for im in images]
-        gflop = network_gflop(network, size) if network is not None else None
-        cache[ref_key] = (refs, gflop)
+        cache[ref_key] = _references(pipeline, images, size)
     refs, gflop = cache[ref_key]
+    row.update(_timed(pipeline, images, args, gflop))
+    labels = [pipeline(im).labels for im in images]
+    agree = [agreement(a, b) for a, b in zip_strict(labels, refs)] if refs else None
+    row.update(
+        agreement=round(float(np.mean(agree)), 5) if agree else None,
+        agreement_images=len(refs),
+        parity=pipeline.parity.as_dict() if pipeline.parity else None,
+    )
+    return row
+
+
+class RowSpec(NamedTuple):
+    model: str
+    variant: str | None  # as asked (None: the default)
+    backend: str
+    precision: str
+    size: tuple[int, int]
+
+
+def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) -> Any:
+    from seg_ros.inference import Pipeline
+
+    model, variant, backend, precision, size = spec
+
+    key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
+    engine = None
+    if precision == "int8":
+        # None: the pipeline runs the int8 model shipped for the weights, or says why not.
+        engine = args.int8_models.get(f"{model}:{variant}") or args.int8_models.get(model)
+        if engine is not None and key not in weights:
+            from seg_ros.inference.loading import shipped_weights
+
+            # The fp32 network beside the engine: for the parity check and the agreement.
+            shipped = shipped_weights(model)
+            if shipped is not None:
+                weights = {**weights, key: str(shipped)}
+    return Pipeline(
+        engine=engine,
+        model=model,
+        variant=variant,
+        weights=weights.get(key),
+        backend=backend,
+        device=args.device,
+        precision=precision,
+        input_size=size,
+        output_resolution="network",
+        compile=args.compile if backend == "torch" else "off",
+        threads=args.threads,
+        parity_check=not args.no_parity,
+    )
+
+
+def _references(pipeline: Any, images: list[np.ndarray], size: tuple[int, int]) -> tuple:
+    """fp32 eager PyTorch's labels for ``images`` and the network's GFLOP (none without a
+    network: an engine given alone)."""
+    from seg_ros.inference.parity import reference_logits
+
+    network = pipeline.reference_network
+    if network is None:
+        return [], None
+    m = pipeline.metadata
+    refs = [reference_logits(network, im, m.mean, m.std)[0].argmax(0) for im in images]
+    return refs, network_gflop(network, size)
+
+
+def _timed(
+    pipeline: Any, images: list[np.ndarray], args: argparse.Namespace, gflop: float | None
+) -> dict[str, Any]:
+    """Warm up, then time the pipeline's frames interleaved with the bare runtime's calls."""
     for i in range(args.warmup):
         pipeline(images[i % len(images)])
-    samples = []
-    cpu_ms = []
-    bare_ms = []
+    samples, cpu_ms, bare_ms = [], [], []
     batch, infer = bare_call(pipeline, images[0])
     for i in range(args.iterations):
         cpu = time.process_time()
@@ -220,33 +257,28 @@ def run_one(
         start = time.perf_counter()
         infer(batch)
         bare_ms.append((time.perf_counter() - start) * 1000.0)
-    labels = [pipeline(im).labels for im in images]
     stats = summarise(samples)
     total = stats["total"]["median"]
     bare = float(np.median(bare_ms))
-    row.update(
-        status="ok",
-        iterations=args.iterations,
-        timings_ms=stats,
-        fps=round(1000.0 / total, 2) if total else None,
+    return {
+        "status": "ok",
+        "iterations": args.iterations,
+        "timings_ms": stats,
+        "fps": round(1000.0 / total, 2) if total else None,
         # CPU time of this process per frame (all threads): well below total x threads means
         # other processes took the cores, and the wall-clock figures are pessimistic.
-        cpu_ms=round(float(np.median(cpu_ms)), 3),
-        threads=_threads(),
-        gflop=round(gflop, 2) if gflop else None,
-        gflops_per_s=round(gflop / (stats["inference"]["median"] / 1000.0), 1) if gflop else None,
-        pre_post_share=round(
+        "cpu_ms": round(float(np.median(cpu_ms)), 3),
+        "threads": _threads(),
+        "gflop": round(gflop, 2) if gflop else None,
+        "gflops_per_s": round(gflop / (stats["inference"]["median"] / 1000.0), 1)
+        if gflop
+        else None,
+        "pre_post_share": round(
             (stats["preprocess"]["median"] + stats["postprocess"]["median"]) / total, 4
         ),
-        agreement=round(float(np.mean([agreement(a, b) for a, b in zip_strict(labels, refs)])), 5)
-        if refs
-        else None,
-        agreement_images=len(refs),
-        bare_ms=round(bare, 3),
-        overhead=round(total / bare - 1.0, 4) if bare else None,
-        parity=pipeline.parity.as_dict() if pipeline.parity else None,
-    )
-    return row
+        "bare_ms": round(bare, 3),
+        "overhead": round(total / bare - 1.0, 4) if bare else None,
+    }
 
 
 def bare_call(pipeline: Any, image: np.ndarray) -> tuple[Any, Any]:
@@ -307,7 +339,7 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
@@ -320,16 +352,6 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main(argv: list[str] | None = None) -> int:

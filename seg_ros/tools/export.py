@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from seg_ros.inference.config import cuda_index
 from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.check:
                 check(loaded, onnx_path, size)
             if args.tensorrt is not None:
-                from seg_ros.inference.engine import build_engine
+                from seg_ros.inference.tensorrt_engine import build_engine
 
                 build_engine(
                     onnx_path,
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     size,
                     "fp16" if args.fp16 else "fp32",
                     int(args.workspace * (1 << 30)),
-                    device_index(args.device),
+                    cuda_index(args.device),
                     loaded.metadata.to_strings(),
                 )
                 print(f"wrote {args.tensorrt} and {args.tensorrt}.json")
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def require_tensorrt(device: str) -> None:
     """Refuse at once where no engine can be built: TensorRT missing or too old, or no GPU."""
-    from seg_ros.inference.engine import import_tensorrt
     from seg_ros.inference.errors import BackendUnavailableError
+    from seg_ros.inference.tensorrt_engine import import_tensorrt
 
     import_tensorrt()
     import torch
@@ -149,10 +150,6 @@ def require_tensorrt(device: str) -> None:
         raise BackendUnavailableError(
             f"--tensorrt builds on a CUDA GPU ({device}); PyTorch sees none on this machine"
         )
-
-
-def device_index(device: str) -> int:
-    return int(device.split(":")[1]) if ":" in device else 0
 
 
 def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
@@ -170,8 +167,8 @@ def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
 
 
 def sidecar_for(args: argparse.Namespace) -> int:
-    from seg_ros.inference.engine import read_sidecar, sidecar_for_engine
     from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.tensorrt_engine import read_sidecar, sidecar_for_engine
     from seg_ros.weights import read_metadata
 
     if (args.from_onnx is None) == (args.weights is None):
@@ -181,7 +178,7 @@ def sidecar_for(args: argparse.Namespace) -> int:
     else:
         metadata, size = read_metadata(args.weights).to_strings(), None
     path = sidecar_for_engine(
-        args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", device_index(args.device)
+        args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", cuda_index(args.device)
     )
     built = tuple(read_sidecar(args.sidecar_for).input_size)
     if size is not None and built != size:
@@ -194,8 +191,8 @@ def sidecar_for(args: argparse.Namespace) -> int:
 def engine_from_onnx(args: argparse.Namespace) -> int:
     """--tensorrt from an existing seg_ros ONNX (fixed size), its metadata copied to the
     sidecar."""
-    from seg_ros.inference.engine import build_engine
     from seg_ros.inference.errors import PipelineError
+    from seg_ros.inference.tensorrt_engine import build_engine
 
     if args.tensorrt is None:
         raise PipelineError("--from-onnx builds a TensorRT engine: give --tensorrt PATH")
@@ -209,7 +206,7 @@ def engine_from_onnx(args: argparse.Namespace) -> int:
         (h, w),
         "fp16" if args.fp16 else "fp32",
         int(args.workspace * (1 << 30)),
-        device_index(args.device),
+        cuda_index(args.device),
         metadata,
     )
     print(f"wrote {args.tensorrt} and {args.tensorrt}.json")

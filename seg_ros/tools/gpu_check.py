@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@dataclass
+class Context:
+    """What every check uses: the options, TensorRT, a test image, the torch reference."""
+
+    args: argparse.Namespace
+    trt: Any
+    image: Any
+    reference: Any
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import numpy as np
     import torch
 
     if not torch.cuda.is_available():
@@ -48,95 +59,108 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("seg-gpu-check: TensorRT is not installed; nothing checked", file=sys.stderr)
         return 2
-    import os
-
     from seg_ros.inference import Pipeline
-    from seg_ros.inference.engine import tensorrt_version
-    from seg_ros.inference.errors import BackendUnavailableError, EngineMismatchError
     from seg_ros.inference.parity import synthetic_scene
 
     h, w = args.input_size
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["SEG_ROS_CACHE"] = str(args.out)
-    image = synthetic_scene(h, w)
-    results: list[dict[str, Any]] = []
     print(f"seg-gpu-check: {torch.cuda.get_device_name(0)}, TensorRT {trt.__version__}, "
           f"torch {torch.__version__}, {args.device}, {h}x{w}")  # fmt: skip
-
-    def check(name: str, body: Callable[[], str]) -> None:
-        start = time.perf_counter()
-        try:
-            detail, ok = body(), True
-        except Exception as e:  # a check's failure is its result
-            detail, ok = f"{type(e).__name__}: {e}", False
-            traceback.print_exc(file=sys.stderr)
-        seconds = time.perf_counter() - start
-        results.append({"check": name, "passed": ok, "detail": detail, "seconds": seconds})
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({seconds:.1f} s): {detail}", flush=True)
-
     reference = Pipeline(model="fplnet", backend="torch", device=args.device, input_size=(h, w))
-
-    def engine(precision: str) -> Callable[[], str]:
-        def run() -> str:
-            p = Pipeline(model="fplnet", backend="tensorrt", device=args.device,
-                         precision=precision, input_size=(h, w))  # fmt: skip
-            same = float(np.mean(p(image).labels == reference(image).labels))
-            if same < 0.99:
-                raise AssertionError(f"labels agree with torch fp32 on only {same:.2%}")
-            return f"labels agree with torch fp32 on {same:.2%}; {p.describe().get('parity')}"
-
-        return run
-
-    check("fplnet fp32 engine", engine("fp32"))
-    check("fplnet fp16 engine", engine("fp16"))
-
-    def desanet() -> str:
-        try:
-            p = Pipeline(model="desanet", backend="tensorrt", device=args.device,
-                         input_size=(h, w))  # fmt: skip
-        except BackendUnavailableError as e:
-            if tensorrt_version(trt) < (10, 1) and "DeformConv" in str(e):
-                return f"refused as it must be below TensorRT 10.1: {e}"
-            raise
-        if tensorrt_version(trt) < (10, 1):
-            raise AssertionError("built below TensorRT 10.1, where DeformConv has no importer")
-        return f"built with plugins, labels {p(image).labels.shape}"
-
-    check("desanet engine (DeformConv plugin)", desanet)
-
-    def second_thread() -> str:
-        p = Pipeline(model="fplnet", backend="tensorrt", device=args.device, input_size=(h, w))
-        out: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: out.update(labels=p(image).labels))
-        thread.start()
-        thread.join(timeout=60)
-        if "labels" not in out:
-            raise AssertionError("no result from the second thread")
-        return f"labels {out['labels'].shape} from a thread other than the builder's"
-
-    check("inference from a second thread", second_thread)
-
-    def stale() -> str:
-        built = sorted(args.out.glob("fplnet_*_fp32_*.engine"))
-        if not built:
-            raise AssertionError("no cached fp32 engine to age")
-        copy = args.out / "stale.engine"
-        copy.write_bytes(built[0].read_bytes())
-        sidecar = json.loads(Path(f"{built[0]}.json").read_text())
-        sidecar["tensorrt"] = "0.0.0"
-        Path(f"{copy}.json").write_text(json.dumps(sidecar))
-        try:
-            Pipeline(model="fplnet", backend="tensorrt", device=args.device,
-                     engine=str(copy), input_size=(h, w))  # fmt: skip
-        except EngineMismatchError as e:
-            return f"refused: {e}"
-        raise AssertionError("an engine of another TensorRT version was used")
-
-    check("stale engine refused", stale)
+    ctx = Context(args, trt, synthetic_scene(h, w), reference)
+    results = [_check(name, lambda c=check: c(ctx)) for name, check in CHECKS]
     passed = sum(r["passed"] for r in results)
     print(f"{passed} passed, {len(results) - passed} failed")
     (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1))
     return 0 if passed == len(results) else 1
+
+
+def _check(name: str, body: Callable[[], str]) -> dict[str, Any]:
+    """Run one check; its failure is its result (printed with the traceback)."""
+    start = time.perf_counter()
+    try:
+        detail, ok = body(), True
+    except Exception as e:
+        detail, ok = f"{type(e).__name__}: {e}", False
+        traceback.print_exc(file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"{'PASS' if ok else 'FAIL'} {name} ({seconds:.1f} s): {detail}", flush=True)
+    return {"check": name, "passed": ok, "detail": detail, "seconds": seconds}
+
+
+def _engine(ctx: Context, precision: str) -> str:
+    import numpy as np
+
+    from seg_ros.inference import Pipeline
+
+    p = Pipeline(model="fplnet", backend="tensorrt", device=ctx.args.device,
+                 precision=precision, input_size=ctx.args.input_size)  # fmt: skip
+    same = float(np.mean(p(ctx.image).labels == ctx.reference(ctx.image).labels))
+    if same < 0.99:
+        raise AssertionError(f"labels agree with torch fp32 on only {same:.2%}")
+    return f"labels agree with torch fp32 on {same:.2%}; {p.describe().get('parity')}"
+
+
+def _desanet(ctx: Context) -> str:
+    from seg_ros.inference import Pipeline
+    from seg_ros.inference.errors import BackendUnavailableError
+    from seg_ros.inference.tensorrt_engine import tensorrt_version
+
+    old = tensorrt_version(ctx.trt) < (10, 1)
+    try:
+        p = Pipeline(model="desanet", backend="tensorrt", device=ctx.args.device,
+                     input_size=ctx.args.input_size)  # fmt: skip
+    except BackendUnavailableError as e:
+        if old and "DeformConv" in str(e):
+            return f"refused as it must be below TensorRT 10.1: {e}"
+        raise
+    if old:
+        raise AssertionError("built below TensorRT 10.1, where DeformConv has no importer")
+    return f"built with plugins, labels {p(ctx.image).labels.shape}"
+
+
+def _second_thread(ctx: Context) -> str:
+    from seg_ros.inference import Pipeline
+
+    p = Pipeline(model="fplnet", backend="tensorrt", device=ctx.args.device,
+                 input_size=ctx.args.input_size)  # fmt: skip
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.update(labels=p(ctx.image).labels))
+    thread.start()
+    thread.join(timeout=60)
+    if "labels" not in out:
+        raise AssertionError("no result from the second thread")
+    return f"labels {out['labels'].shape} from a thread other than the builder's"
+
+
+def _stale(ctx: Context) -> str:
+    from seg_ros.inference import Pipeline
+    from seg_ros.inference.errors import EngineMismatchError
+
+    built = sorted(ctx.args.out.glob("fplnet_*_fp32_*.engine"))
+    if not built:
+        raise AssertionError("no cached fp32 engine to age")
+    copy = ctx.args.out / "stale.engine"
+    copy.write_bytes(built[0].read_bytes())
+    sidecar = json.loads(Path(f"{built[0]}.json").read_text())
+    sidecar["tensorrt"] = "0.0.0"
+    Path(f"{copy}.json").write_text(json.dumps(sidecar))
+    try:
+        Pipeline(model="fplnet", backend="tensorrt", device=ctx.args.device,
+                 engine=str(copy), input_size=ctx.args.input_size)  # fmt: skip
+    except EngineMismatchError as e:
+        return f"refused: {e}"
+    raise AssertionError("an engine of another TensorRT version was used")
+
+
+CHECKS: list[tuple[str, Callable[[Context], str]]] = [
+    ("fplnet fp32 engine", lambda ctx: _engine(ctx, "fp32")),
+    ("fplnet fp16 engine", lambda ctx: _engine(ctx, "fp16")),
+    ("desanet engine (DeformConv plugin)", _desanet),
+    ("inference from a second thread", _second_thread),
+    ("stale engine refused", _stale),
+]
 
 
 if __name__ == "__main__":

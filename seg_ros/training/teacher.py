@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from seg_ros.inference.artifacts import file_digest
+from seg_ros.paths import atomic_write
 from seg_ros.training.datasets import SegmentationDataset
 from seg_ros.training.evaluate import normalise, predict_probabilities
 from seg_ros.weights import load_model
@@ -109,9 +110,8 @@ class TeacherTargets:
         for n, i in enumerate(todo, 1):
             image, label = self.dataset.load(i)
             soft = self.predict(image, label.shape)
-            tmp = folder / f"{i:05d}.tmp.npy"
-            np.save(tmp, soft)
-            tmp.replace(folder / f"{i:05d}.npy")
+            with atomic_write(folder / f"{i:05d}.npy") as tmp:
+                np.save(tmp, soft)
             if n % 50 == 0:
                 log(f"  teacher targets {n}/{len(todo)}")
         self._maps = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import random
 import sys
 import time
@@ -25,8 +24,10 @@ import torch.distributed as dist
 from torch import nn
 
 from seg_ros.compat import grad_scaler, zip_strict
+from seg_ros.machine import cpu_name
 from seg_ros.models import build_model, resolve_variant
 from seg_ros.models.common import as_train_output
+from seg_ros.paths import atomic_write
 from seg_ros.training.config import TrainConfig
 from seg_ros.training.datasets import SegmentationDataset, build_dataset
 from seg_ros.training.evaluate import evaluate, normalise
@@ -141,8 +142,29 @@ class Trainer:
         self.amp_dtype = autocast_dtype(config.amp, self.device)
         seed_everything(config.seed)
 
-        c = config
-        self.variant = resolve_variant(c.model, c.variant)
+        self.variant = resolve_variant(config.model, config.variant)
+        self._build_data()
+        self.model, self.train_model = self._build_model()
+        self._build_optimisation()
+        self._build_loader()
+
+        self.epoch = 0
+        self.step = 0
+        self.best_miou = -1.0
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self.input_hw: list[int] = []
+        self.writer = None
+        if not self.dist.main:
+            print(
+                f"[rank {self.dist.rank}/{self.dist.world_size}] {self.device}: "
+                f"{len(self.loader)} batches of {config.batch_size} per epoch",
+                flush=True,
+            )
+
+    def _build_data(self) -> None:
+        """The datasets, the training transform and the distillation targets' source."""
+        c = self.config
         self.train_set = build_dataset(
             c.dataset, c.data_root, c.train_split, cache=c.cache, **c.dataset_options
         )
@@ -169,6 +191,9 @@ class Trainer:
             if c.cache:
                 self._check_cache(dataset)
 
+    def _build_model(self) -> tuple[nn.Module, nn.Module]:
+        """The network on its device, and the module that trains it (DDP across processes)."""
+        c = self.config
         model = build_model(c.model, self.variant, self.label_set.num_classes, **c.model_options)
         if c.init:
             n, total = load_matching(model, c.init)
@@ -179,14 +204,18 @@ class Trainer:
         if self.dist.world_size > 1 and self.device.type == "cuda" and c.sync_bn:
             # Swaps the BN layers inside ``model`` (same parameters, same state-dict names).
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model
-        self.train_model: nn.Module = model
+        train_model: nn.Module = model
         if self.dist.world_size > 1:
             # device_ids names the one GPU of this process; CPU modules must pass None.
-            self.train_model = nn.parallel.DistributedDataParallel(
+            train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        return model, train_model
 
+    def _build_optimisation(self) -> None:
+        """Loss (with class weights), optimiser, gradient scaler, input normalisation."""
+        c = self.config
+        model = self.model
         weights = None
         if c.loss.class_weights == "enet":
             weights = enet_class_weights(self.train_set.pixel_counts()).to(self.device)
@@ -214,6 +243,9 @@ class Trainer:
         self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)
         self.std = torch.tensor(IMAGENET_STD, device=self.device)
 
+    def _build_loader(self) -> None:
+        """The sampler and loader, and the steps they make."""
+        c = self.config
         self.sampler = None
         if self.dist.world_size > 1:
             self.sampler = torch.utils.data.distributed.DistributedSampler(
@@ -240,20 +272,6 @@ class Trainer:
             steps = min(steps, c.max_steps_per_epoch)
         self.steps_per_epoch = steps
         self.total_steps = steps * c.epochs
-
-        self.epoch = 0
-        self.step = 0
-        self.best_miou = -1.0
-        self.history: list[dict[str, Any]] = []
-        self.train_seconds = 0.0
-        self.input_hw: list[int] = []
-        self.writer = None
-        if not self.dist.main:
-            print(
-                f"[rank {self.dist.rank}/{self.dist.world_size}] {self.device}: "
-                f"{len(self.loader)} batches of {c.batch_size} per epoch",
-                flush=True,
-            )
 
     def log(self, message: str) -> None:
         if self.dist.main:
@@ -299,10 +317,8 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": json.dumps(self.config.to_dict()),
         }
-        path = self.output / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)  # a kill mid-save leaves the previous checkpoint intact
+        with atomic_write(self.output / CHECKPOINT) as tmp:  # a kill mid-save keeps the last
+            torch.save(state, tmp)
 
     def resume(self) -> bool:
         path = self.output / CHECKPOINT
@@ -597,12 +613,4 @@ def available_memory() -> int | None:
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"

@@ -23,3 +23,9 @@ def backend_class(name: str) -> Any:
     """The Backend subclass called ``name`` (KeyError for an unknown name)."""
     module, cls = _BACKENDS[name]
     return getattr(importlib.import_module(module), cls)
+
+
+def engine_backends() -> str:
+    """The backends that run a given engine file, for messages ('a', 'b' and 'c')."""
+    names = [f"{n!r}" for n in BACKEND_NAMES if backend_class(n).engine_kinds]
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]

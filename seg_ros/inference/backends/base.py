@@ -62,16 +62,20 @@ class Backend(ABC):
     def build(cls, ctx: BuildContext) -> Backend:
         """This backend for ``ctx``, or a PipelineError (subclass) naming what is missing."""
 
-    takes_engine = False  # True: runs a given engine file (see read_engine)
+    # What it can run, as data: PipelineConfig.validate, the node's parameter checks and
+    # inference/availability.py read these, so each capability is stated once, here.
+    device_kinds: tuple[str, ...] = ("cpu", "cuda")  # see config.device_kind
+    precisions: tuple[str, ...] = ("fp32",)
+    engine_kinds: tuple[str, ...] = ()  # the engine files it runs (none: it builds its own)
     reshapes_engine = False  # True: runs a fixed-size engine at another input size
+    runtime: tuple[str, str] | None = None  # (module it imports, how to install it)
 
     @classmethod
     def read_engine(cls, path: Path) -> EngineInfo:
         """The metadata and fixed input size stored with an engine file of this backend."""
-        raise ConfigError(
-            f"engine is for backends 'onnxruntime', 'openvino' and 'tensorrt', not {cls.name!r}; "
-            "clear it"
-        )
+        from seg_ros.inference.backends import engine_backends
+
+        raise ConfigError(f"engine is for backends {engine_backends()}, not {cls.name!r}; clear it")
 
     @classmethod
     def min_agreement(cls, config: Any) -> float:

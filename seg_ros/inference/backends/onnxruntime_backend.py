@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
+from seg_ros.inference.config import cuda_index
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
 from seg_ros.inference.postprocess import argmax_nchw
 from seg_ros.inference.preprocess import normalisation_constants, normalise_nchw
@@ -28,7 +29,7 @@ def providers_for(device: str, precision: str, available: list[str]) -> list[Any
                 "kernels are fp32); use backend 'torch' for bf16"
             )
         return ["CPUExecutionProvider"]
-    index = int(device.split(":")[1]) if ":" in device else 0
+    index = cuda_index(device)
     if precision == "bf16":
         raise ConfigError("precision 'bf16' is not available for onnxruntime; use fp32 or fp16")
     providers: list[Any] = []
@@ -60,7 +61,9 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     # The ONNX it runs is exported for one 1x3xHxW frame (a fixed shape, as TensorRT needs).
     max_batch = 1
-    takes_engine = True
+    precisions = ("fp32", "fp16")
+    engine_kinds = ("ONNX",)
+    runtime = ("onnxruntime", "pip install onnxruntime (onnxruntime-gpu for CUDA)")
 
     @classmethod
     def build(cls, ctx: BuildContext) -> OnnxRuntimeBackend:

@@ -25,6 +25,7 @@ from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
 from seg_ros.inference.postprocess import argmax_nchw
 from seg_ros.inference.preprocess import normalisation_constants, normalise_nchw
+from seg_ros.paths import atomic_write
 
 log = logging.getLogger("seg_ros.inference")
 RT_INFO_KEY = "seg_ros"
@@ -119,10 +120,12 @@ def fit_input_size(model: Any, size: tuple[int, int], source: str) -> Any:
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    # One frame at a time: a batch of three measured 74.3 ms a frame against 73.1 ms alone
-    # (FPLNet 360x480, two threads, 2-core AVX2 CPU); it does not pay.
+    # One frame at a time: batching does not pay on a CPU (docs/BENCHMARKS.md).
     max_batch = 1
-    takes_engine = True
+    device_kinds = ("cpu", "openvino")
+    precisions = ("fp32", "bf16", "fp16", "int8")
+    engine_kinds = ("OpenVINO IR .xml", "ONNX")
+    runtime = ("openvino", "pip install 'seg_ros[openvino]'")
     reshapes_engine = True  # an IR or ONNX runs at the size asked (fit_input_size)
 
     @classmethod
@@ -152,10 +155,8 @@ class OpenVINOBackend(Backend):
                     from seg_ros.inference.artifacts import prune
 
                     cached.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cached.with_name(cached.stem + ".tmp.xml")
-                    ov.save_model(model, str(tmp), compress_to_fp16=False)
-                    tmp.with_suffix(".bin").replace(cached.with_suffix(".bin"))
-                    tmp.replace(cached)
+                    with atomic_write(cached, companions=(ir_weights,)) as tmp:
+                        ov.save_model(model, str(tmp), compress_to_fp16=False)
                     prune(keep=cached)
                     source = f"converted from PyTorch, cached at {cached}"
         return cls(model, meta.mean, meta.std, c.device, c.precision, c.threads, source)
@@ -280,11 +281,16 @@ def int8_model(model: str, weights: Path | None) -> Path:
     return path
 
 
+def ir_weights(xml: Path) -> Path:
+    """The .bin an OpenVINO IR's .xml reads its weights from."""
+    return xml.with_suffix(".bin")
+
+
 def read_model(path: Path) -> Any:
     if not path.is_file():
         raise PipelineError(f"OpenVINO model not found: {path}")
-    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
-        raise PipelineError(f"{path} has no weights file {path.with_suffix('.bin').name} beside it")
+    if path.suffix.lower() == ".xml" and not ir_weights(path).is_file():
+        raise PipelineError(f"{path} has no weights file {ir_weights(path).name} beside it")
     try:
         return core().read_model(str(path))
     except Exception as e:  # a damaged .xml/.bin or a foreign file

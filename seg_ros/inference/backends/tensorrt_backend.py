@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
-from seg_ros.inference.backends.torch_backend import argmax_labels, resolve_device
-from seg_ros.inference.engine import (
+from seg_ros.inference.backends.torch_backend import (
+    argmax_labels,
+    normalisation_tensors,
+    resolve_device,
+)
+from seg_ros.inference.config import cuda_index
+from seg_ros.inference.errors import PipelineError
+from seg_ros.inference.tensorrt_engine import (
     check_sidecar,
     gpu_identity,
     import_tensorrt,
@@ -24,7 +30,6 @@ from seg_ros.inference.engine import (
     shared_logger,
     tensorrt_version,
 )
-from seg_ros.inference.errors import PipelineError
 
 log = logging.getLogger("seg_ros.inference")
 
@@ -36,11 +41,14 @@ class TensorRTBackend(Backend):
     # Engines are built and checked for one fixed 1x3xHxW input (seg-export, the sidecar):
     # batches would need an optimisation profile over N, not built yet.
     max_batch = 1
-    takes_engine = True
+    device_kinds = ("cuda",)
+    precisions = ("fp32", "fp16")
+    engine_kinds = ("TensorRT engine",)
+    runtime = ("tensorrt", "pip install tensorrt; on Jetson JetPack's python3-libnvinfer")
 
     @classmethod
     def build(cls, ctx: BuildContext) -> TensorRTBackend:
-        from seg_ros.inference.engine import build_engine
+        from seg_ros.inference.tensorrt_engine import build_engine
 
         c, meta = ctx.config, ctx.metadata
         trt = import_tensorrt()  # fail before any export work when TensorRT is missing
@@ -49,7 +57,8 @@ class TensorRTBackend(Backend):
         else:
             # Keyed on what makes an engine valid: TensorRT version, GPU and device too, so an
             # upgrade or another GPU builds a new one instead of reusing a stale one.
-            index = resolve_device(c.device).index or 0
+            resolve_device(c.device)  # there, or why not
+            index = cuda_index(c.device)
             _, capability = gpu_identity(index)
             major, minor = tensorrt_version(trt)
             engine = ctx.artifact(
@@ -60,14 +69,13 @@ class TensorRTBackend(Backend):
             else:
                 log.warning("no engine given: building a TensorRT %s engine at %s (takes "
                             "minutes)", c.precision, engine)  # fmt: skip
-                device_index = int(c.device.split(":")[1]) if ":" in c.device else 0
                 build_engine(
                     ctx.export_onnx(),
                     engine,
                     ctx.input_size,
                     c.precision,
                     workspace=c.trt_workspace_mb << 20,
-                    device_index=device_index,
+                    device_index=index,
                     metadata=meta.to_strings(),
                 )
         return cls(engine, meta.mean, meta.std, c.device, c.precision, ctx.input_size)
@@ -120,7 +128,6 @@ class TensorRTBackend(Backend):
         shape = (1, 3, *info.input_size)
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
-            dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 if self.context.set_input_shape(name, shape) is False:
                     raise PipelineError(
@@ -134,10 +141,7 @@ class TensorRTBackend(Backend):
             self.buffers[name] = torch.empty(dims, dtype=dtype, device=self.torch_device)
             self.context.set_tensor_address(name, self.buffers[name].data_ptr())
         self.output_name = next(n for n in self.buffers if n != self.input_name)
-        m = np.asarray(mean, np.float32)
-        s = np.asarray(std, np.float32)
-        self._scale = torch.tensor(1.0 / (255.0 * s), device=self.torch_device).view(1, 3, 1, 1)
-        self._bias = torch.tensor(-m / s, device=self.torch_device).view(1, 3, 1, 1)
+        self._scale, self._bias = normalisation_tensors(mean, std, self.torch_device)
         self.notes.update(
             {
                 "engine": str(engine_path),

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext
-from seg_ros.inference.config import COMPILE_MODES
+from seg_ros.inference.config import COMPILE_MODES, cuda_index
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError
+from seg_ros.inference.preprocess import normalisation_constants
 
 log = logging.getLogger("seg_ros.inference")
 
@@ -30,8 +31,7 @@ def resolve_device(device: str) -> Any:
             f"device {device!r} was asked, but CUDA is not available to this PyTorch "
             f"({torch.__version__}, built with CUDA {torch.version.cuda}); use device 'cpu'"
         )
-    dev = torch.device(device)
-    index = dev.index or 0
+    index = cuda_index(device)
     if index >= torch.cuda.device_count():
         raise BackendUnavailableError(
             f"device {device!r} was asked, but only {torch.cuda.device_count()} CUDA "
@@ -40,8 +40,20 @@ def resolve_device(device: str) -> Any:
     return torch.device("cuda", index)
 
 
+def normalisation_tensors(mean: list[float], std: list[float], device: Any) -> tuple[Any, Any]:
+    """preprocess.normalisation_constants as 1x3x1x1 tensors on ``device`` (torch, TensorRT)."""
+    import torch
+
+    scale, bias = normalisation_constants(mean, std)
+    return (
+        torch.tensor(scale, device=device).view(1, 3, 1, 1),
+        torch.tensor(bias, device=device).view(1, 3, 1, 1),
+    )
+
+
 class TorchBackend(Backend):
     name = "torch"
+    precisions = ("fp32", "bf16", "fp16")
     max_batch = 8
 
     @classmethod
@@ -73,8 +85,6 @@ class TorchBackend(Backend):
     ) -> None:
         import torch
 
-        from seg_ros.inference.fusion import fold_batchnorm
-
         super().__init__()
         if compile_mode not in COMPILE_MODES:
             raise ConfigError(
@@ -87,9 +97,7 @@ class TorchBackend(Backend):
         self.precision = precision
         cuda = self.torch_device.type == "cuda"
         # A GPU runs a batch in little more than one frame's time. A CPU answers more frames
-        # but each later: three 640x480 cameras at 10 Hz into the shipped FPLNet, 2 threads on
-        # a 2-core EPYC: 7.4 frames/s at p50 446 ms batched against 6.0 at 218 ms one by one
-        # (seg-cameras-bench), so there it batches only when max_batch asks for it.
+        # but each later (docs/BENCHMARKS.md), so there it batches only when asked to.
         self.auto_batch = self.max_batch if cuda else 1
         if precision == "fp16" and not cuda:
             raise BackendUnavailableError("precision 'fp16' needs a CUDA device for torch")
@@ -100,7 +108,30 @@ class TorchBackend(Backend):
         ]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        model = network
+        model = self._prepared(network, fold_bn, sampled_deform, bf16_weights)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+        self.notes["channels_last"] = str(channels_last)
+        self.compile_mode = compile_mode
+        if compile_mode != "off":
+            options = {"freezing": True} if compile_mode == "inductor-freezing" else None
+            # The parity guard in the pipeline runs the compiled model before it is used.
+            self.model = torch.compile(model, options=options)
+            self.notes["compile"] = compile_mode
+
+        self._scale, self._bias = normalisation_tensors(mean, std, self.torch_device)
+
+    def _prepared(
+        self, network: Any, fold_bn: bool, sampled_deform: bool, bf16_weights: bool
+    ) -> Any:
+        """A copy of ``network`` made for inference here: BatchNorm folded, the CPU's
+        deformable conv, on the device in its memory format and precision."""
+        import torch
+
+        from seg_ros.inference.fusion import fold_batchnorm
+
+        cuda = self.torch_device.type == "cuda"
         if fold_bn:
             model, folded = fold_batchnorm(network)
             self.notes["batchnorm_folded"] = str(folded)
@@ -131,21 +162,7 @@ class TorchBackend(Backend):
                     self.notes["fp32_modules"] = ", ".join(kept)
         if self.dtype != torch.float32:
             self.notes["reduced_precision"] = "autocast" if self.autocast else "weights converted"
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model = model
-        self.notes["channels_last"] = str(channels_last)
-        self.compile_mode = compile_mode
-        if compile_mode != "off":
-            options = {"freezing": True} if compile_mode == "inductor-freezing" else None
-            # The parity guard in the pipeline runs the compiled model before it is used.
-            self.model = torch.compile(model, options=options)
-            self.notes["compile"] = compile_mode
-
-        m = np.asarray(mean, np.float32)
-        s = np.asarray(std, np.float32)
-        self._scale = torch.tensor(1.0 / (255.0 * s), device=self.torch_device).view(1, 3, 1, 1)
-        self._bias = torch.tensor(-m / s, device=self.torch_device).view(1, 3, 1, 1)
+        return model
 
     def prepare(self, image: np.ndarray) -> Any:
         import torch

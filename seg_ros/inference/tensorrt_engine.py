@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seg_ros.inference.errors import BackendUnavailableError, EngineMismatchError, PipelineError
+from seg_ros.paths import atomic_write
 from seg_ros.weights import WeightsMetadata
 
 log = logging.getLogger("seg_ros.inference")
@@ -28,7 +29,7 @@ DEFAULT_WORKSPACE = 2 << 30  # bytes; Jetson Xavier users may want less (--works
 
 
 @dataclass
-class EngineInfo:
+class EngineSidecar:
     """What an engine was built for, as stored next to it."""
 
     tensorrt: str
@@ -48,13 +49,14 @@ def sidecar_path(engine_path: str | Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
-def write_sidecar(engine_path: str | Path, info: EngineInfo) -> Path:
+def write_sidecar(engine_path: str | Path, info: EngineSidecar) -> Path:
     path = sidecar_path(engine_path)
-    path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    with atomic_write(path) as tmp:  # a sidecar is either whole or absent
+        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
     return path
 
 
-def read_sidecar(engine_path: str | Path) -> EngineInfo:
+def read_sidecar(engine_path: str | Path) -> EngineSidecar:
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise EngineMismatchError(
@@ -67,16 +69,16 @@ def read_sidecar(engine_path: str | Path) -> EngineInfo:
         raise EngineMismatchError(f"{path}: unreadable sidecar ({e})") from None
     if not isinstance(raw, dict) or raw.get("format") != SIDECAR_FORMAT:
         raise EngineMismatchError(f"{path}: not a seg_ros engine sidecar ({SIDECAR_FORMAT})")
-    known = EngineInfo.__dataclass_fields__
+    known = EngineSidecar.__dataclass_fields__
     missing = [k for k in ("tensorrt", "gpu", "compute_capability", "input_size", "precision")
                if k not in raw]  # fmt: skip
     if missing:
         raise EngineMismatchError(f"{path}: sidecar lacks {', '.join(missing)}")
-    return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+    return EngineSidecar(**{k: v for k, v in raw.items() if k in known})
 
 
 def check_sidecar(
-    info: EngineInfo,
+    info: EngineSidecar,
     tensorrt_version: str,
     gpu: str,
     compute_capability: str,
@@ -115,7 +117,7 @@ def import_tensorrt() -> Any:
             "backend 'tensorrt' needs the TensorRT Python package (pip install tensorrt; on Jetson "
             "JetPack's python3-libnvinfer); it is not installed"
         ) from e
-    major, minor = (int(v) for v in trt.__version__.split(".")[:2])
+    major, minor = tensorrt_version(trt)
     # 8.5 brought the name-based tensor API and execute_async_v3 used here; it is what JetPack 5
     # ships for Jetson Xavier (TensorRT 10 needs JetPack 6, i.e. Orin).
     if (major, minor) < (8, 5):
@@ -124,6 +126,7 @@ def import_tensorrt() -> Any:
 
 
 def tensorrt_version(trt: Any) -> tuple[int, int]:
+    """(major, minor) of the TensorRT module given: the one parse of its version."""
     major, minor = (int(v) for v in trt.__version__.split(".")[:2])
     return major, minor
 
@@ -206,7 +209,7 @@ def build_engine(
     # Explicit batch is the only mode from TensorRT 10 on (the flag is deprecated there); 8.x
     # needs it asked for, or the ONNX parser refuses the network.
     flags = 0
-    if int(trt.__version__.split(".")[0]) < 10:
+    if tensorrt_version(trt)[0] < 10:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -231,25 +234,23 @@ def build_engine(
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     # Engine and sidecar each written whole and renamed into place: a kill mid-write never
     # leaves a half engine that a later start would take for a cached one.
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    tmp.write_bytes(bytes(serialized))
-    gpu, capability = gpu_identity(device_index)
-    write_sidecar(
-        tmp,
-        EngineInfo(
-            tensorrt=trt.__version__,
-            gpu=gpu,
-            compute_capability=capability,
-            input_size=list(input_size),
-            precision=precision,
-            input_name=input_tensor.name,
-            output_name=network.get_output(0).name,
-            onnx=str(onnx_path),
-            metadata=metadata or {},
-        ),
-    )
-    sidecar_path(tmp).replace(sidecar_path(engine_path))
-    tmp.replace(engine_path)
+    with atomic_write(engine_path, companions=(sidecar_path,)) as tmp:
+        tmp.write_bytes(bytes(serialized))
+        gpu, capability = gpu_identity(device_index)
+        write_sidecar(
+            tmp,
+            EngineSidecar(
+                tensorrt=trt.__version__,
+                gpu=gpu,
+                compute_capability=capability,
+                input_size=list(input_size),
+                precision=precision,
+                input_name=input_tensor.name,
+                output_name=network.get_output(0).name,
+                onnx=str(onnx_path),
+                metadata=metadata or {},
+            ),
+        )
     log.info("built TensorRT %s engine %s for %s on %s", precision, engine_path, shape, gpu)
     return engine_path
 
@@ -314,7 +315,7 @@ def sidecar_for_engine(
             f"gives {expected} ({meta.num_classes} classes)"
         )
     gpu, capability = gpu_identity(device_index)
-    info = EngineInfo(
+    info = EngineSidecar(
         tensorrt=trt.__version__,
         gpu=gpu,
         compute_capability=capability,
@@ -325,7 +326,4 @@ def sidecar_for_engine(
         onnx="(built outside seg_ros)",
         metadata=metadata,
     )
-    # Atomic as build_engine's: a sidecar is either whole or absent.
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    write_sidecar(tmp, info).replace(sidecar_path(engine_path))
-    return sidecar_path(engine_path)
+    return write_sidecar(engine_path, info)
