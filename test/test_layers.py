@@ -20,6 +20,7 @@ RANKS = {
     "labels": 0,
     "image_codec": 0,
     "metrics": 0,
+    "machine": 0,
     "models": 1,
     "weights": 2,
     "inference": 3,
@@ -102,3 +103,62 @@ def test_the_check_sees_an_upward_or_sideways_import(
     module.write_text(source)
     line = 2 if source.startswith("def") else 1
     assert upward_imports(module, fake) == [f"seg_ros/{layer}/leaky.py:{line} imports {found}"]
+
+
+# Inside the node (seg_ros/ros/node/), one module per job, ranked the same way: the shell
+# (segmentation_node) wires the parts below it; the parts never import the shell, and the
+# frame's path (frame_loop) and the served pipeline (serving) know nothing of rclpy, so they
+# run under the tests' stand-ins.
+NODE = PACKAGE / "ros" / "node"
+NODE_RANKS = {
+    "ros_log": 0,
+    "serving": 0,
+    "frame_loop": 1,
+    "status": 2,
+    "camera_io": 2,
+    "segmentation_node": 3,
+    "cli": 4,
+    "__main__": 5,
+}
+ROS_FREE = ("serving", "frame_loop")
+
+
+def test_node_modules_have_a_rank_and_import_down_only() -> None:
+    modules = {p.stem for p in NODE.glob("*.py")} - {"__init__"}
+    assert modules == set(NODE_RANKS), f"rank these: {sorted(modules ^ set(NODE_RANKS))}"
+    bad = []
+    for name, rank in NODE_RANKS.items():
+        for line, imported in imports_of(NODE / f"{name}.py"):
+            parts = imported.split(".")
+            if parts[:3] != ["seg_ros", "ros", "node"] or len(parts) < 4:
+                continue
+            if NODE_RANKS[parts[3]] >= rank and parts[3] != name:
+                bad.append(f"node/{name}.py:{line} imports {imported}")
+    assert not bad, "upward or sideways imports inside the node:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", ROS_FREE)
+def test_the_frame_path_and_serving_import_no_rclpy(name: str) -> None:
+    tree = ast.parse((NODE / f"{name}.py").read_text())
+    imported = [
+        alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names
+    ] + [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    ros = [m for m in imported if m.split(".")[0] in ("rclpy", "sensor_msgs", "diagnostic_msgs")]
+    assert not ros, f"{name}.py imports {ros}"
+
+
+# Long functions are cut into named steps; one that must stay long says why here.
+MAX_FUNCTION_LINES = 80
+LONG_ON_PURPOSE: dict[str, str] = {}
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                where = f"{path.relative_to(PACKAGE.parent)}:{node.name}"
+                if lines > MAX_FUNCTION_LINES and where not in LONG_ON_PURPOSE:
+                    long.append(f"{where} ({lines} lines)")
+    assert not long, "cut these into named steps:\n" + "\n".join(long)

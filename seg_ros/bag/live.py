@@ -40,20 +40,39 @@ def run_live(
     out_dir: Path,
 ) -> dict[str, Any]:
     """Replay ``source`` into the node, score its labels into ``evaluation``; returns figures."""
-    from seg_ros.ros.bag_replay import ReplayFrame, ReplayOptions, replay
+    from seg_ros.ros.bag_replay import replay
     from seg_ros.ros.contract import NodeStatus
+
+    options = _replay_options(live, source, writer is not None, out_dir)
+    first_log: list[int] = []
+    on_output = _scorer(source, evaluation, writer, outputs, first_log)
+    stats = replay(_frames(source, first_log), options, on_output)
+    diagnostics = stats.diagnostics or {}
+    status = NodeStatus(diagnostics)
+    node_classes = status.model.get("num_classes")
+    if node_classes and node_classes.isdigit() and int(node_classes) != classes.num_classes:
+        raise BagError(
+            f"the node predicts {node_classes} classes ({status.model.get('dataset', '?')}), but "
+            f"the evaluation assumed {classes.num_classes}; pass the node's --weights"
+        )
+    return _figures(live, options, stats, status, diagnostics)
+
+
+def _replay_options(live: LiveRun, source: Any, write: bool, out_dir: Path) -> Any:
+    """The replay's settings: the node's parameters (scored at the frames' size, its target
+    rate the replay's, so its diagnostics warn when it cannot keep up) and outputs."""
+    from seg_ros.ros.bag_replay import ReplayOptions
 
     node_params = dict(live.node_params)
     if not live.node_running:
         node_params.setdefault("output_resolution", "input")  # scored at the frames' size
         node_params.setdefault("diagnostics_period", 0.5)
-    wanted = ("labels", "color", "overlay") if writer is not None else ("labels",)
+    wanted = ("labels", "color", "overlay") if write else ("labels",)
     if live.confidence:
         wanted = (*wanted, "confidence")
     recorded = recorded_fps(source.reader.counts[source.image_topic], source.reader.duration_s)
-    # The node's diagnostics then warn when it cannot keep up with the replay.
     node_params.setdefault("target_rate", round((recorded or 0.0) * live.rate_factor, 3))
-    options = ReplayOptions(
+    return ReplayOptions(
         start_node=not live.node_running,
         namespace=live.namespace,
         node_name=live.node_name if live.node_running else "seg_bag_eval_node",
@@ -64,20 +83,33 @@ def run_live(
         drain_timeout=live.drain_timeout,
         log_dir=out_dir,
     )
-    first_log: list[int] = []
 
-    def frames() -> Any:
-        for index, message in source:
-            if not first_log:
-                first_log.append(message.log_time_ns)
-            yield ReplayFrame(
-                index,
-                message.log_time_ns,
-                message.stamp_ns,
-                message.frame_id,
-                message.msg,
-                message.msgtype == COMPRESSED,
-            )
+
+def _frames(source: Any, first_log: list[int]) -> Any:
+    """The bag's frames as the replay sends them; ``first_log`` gets the first log time."""
+    from seg_ros.ros.bag_replay import ReplayFrame
+
+    for index, message in source:
+        if not first_log:
+            first_log.append(message.log_time_ns)
+        yield ReplayFrame(
+            index,
+            message.log_time_ns,
+            message.stamp_ns,
+            message.frame_id,
+            message.msg,
+            message.msgtype == COMPRESSED,
+        )
+
+
+def _scorer(
+    source: Any,
+    evaluation: Any,
+    writer: Any,
+    outputs: dict[str, str] | None,
+    first_log: list[int],
+) -> Any:
+    """The replay's callback for each output: score the labels, write the output bag."""
 
     def on_output(out: Any) -> None:
         frame = out.frame
@@ -111,15 +143,13 @@ def run_live(
                     outputs[name], log, array, "rgb8", frame.stamp_ns, frame.frame_id
                 )
 
-    stats = replay(frames(), options, on_output)
-    diagnostics = stats.diagnostics or {}
-    status = NodeStatus(diagnostics)
-    node_classes = status.model.get("num_classes")
-    if node_classes and node_classes.isdigit() and int(node_classes) != classes.num_classes:
-        raise BagError(
-            f"the node predicts {node_classes} classes ({status.model.get('dataset', '?')}), but "
-            f"the evaluation assumed {classes.num_classes}; pass the node's --weights"
-        )
+    return on_output
+
+
+def _figures(
+    live: LiveRun, options: Any, stats: Any, status: Any, diagnostics: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's figures for the report: frames, rates, notes, the node's own view."""
     received = stats.received
     span = (
         (stats.last_received_ns - stats.first_received_ns) / 1e9
@@ -153,8 +183,8 @@ def run_live(
             "node": "running" if live.node_running else "started",
             "namespace": stats.namespace,
             "node_name": stats.node_name,
-            "node_params": node_params,
-            "outputs": list(wanted),
+            "node_params": options.node_params,
+            "outputs": list(options.outputs),
             "warmup_frames": stats.warmup_frames,
             "late_outputs": stats.late,
             "node_log": stats.node_log,

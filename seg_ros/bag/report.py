@@ -133,8 +133,44 @@ def _ms(v: float | None) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    bag, frames = summary["bag"], summary["frames"]
+    """The report's report.md: the summary table and notes, then one section per figure."""
+    bag = summary["bag"]
     lines = [f"# seg-bag-eval: {Path(bag['path']).name} ({summary['mode']})", ""]
+    rows = _summary_rows(summary)
+    lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    for note in summary.get("notes", []):
+        lines.append(f"- {note}")
+    if summary.get("notes"):
+        lines.append("")
+    accuracy = summary.get("accuracy")
+    if accuracy:
+        lines += ["## Per-class IoU", "", "| class | IoU % |", "| --- | ---: |"]
+        lines += [f"| {name} | {_pct(v)} |" for name, v in accuracy["iou"].items()]
+        lines.append("")
+    calibration = (accuracy or {}).get("calibration")
+    if calibration:
+        lines += _calibration_section(calibration)
+    latency = summary.get("latency_ms", {})
+    if latency:
+        lines += ["## Latency (ms)", "", *_latency_table(latency), ""]
+    lines += _node_section(summary.get("live"))
+    files = summary.get("files", {})
+    images = [
+        ("latency_plot", "Latency"),
+        ("iou_plot", "Per-class IoU"),
+        ("calibration_plot", "Calibration and coverage"),
+        ("samples_plot", "Samples"),
+    ]
+    for key, title in images:
+        if key in files:
+            lines += [f"## {title}", "", f"![{title}]({files[key]})", ""]
+    if files.get("output_bag"):
+        lines += [f"Output bag: `{files['output_bag']}`", ""]
+    return "\n".join(lines)
+
+
+def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    bag, frames = summary["bag"], summary["frames"]
     rows = [
         ("bag", f"`{bag['path']}` ({bag['storage']}, {bag['duration_s']:.2f} s)"),
         ("image topic", f"`{bag['image_topic']}` ({bag['image_type']})"),
@@ -154,70 +190,46 @@ def markdown(summary: dict[str, Any]) -> str:
     rows += [(f"FPS ({k.replace('_', ' ')})", f"{v:.2f}") for k, v in fps.items() if v]
     end = summary.get("latency_ms", {}).get(END_TO_END)
     if end:
-        rows.append(
-            (
-                "end-to-end latency",
-                f"p50 {end['p50']:.1f} ms, p99 {end['p99']:.1f} ms "
-                f"({summary.get('latency_definition', '')})",
-            )
-        )
-    lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows] + [""]
-    for note in summary.get("notes", []):
-        lines.append(f"- {note}")
-    if summary.get("notes"):
-        lines.append("")
+        latency = f"p50 {end['p50']:.1f} ms, p99 {end['p99']:.1f} ms"
+        rows.append(("end-to-end latency", f"{latency} ({summary.get('latency_definition', '')})"))
+    return rows
 
-    if accuracy:
-        lines += ["## Per-class IoU", "", "| class | IoU % |", "| --- | ---: |"]
-        lines += [f"| {name} | {_pct(v)} |" for name, v in accuracy["iou"].items()]
-        lines.append("")
-    calibration = (accuracy or {}).get("calibration")
-    if calibration:
-        lines += [
-            "## Confidence",
-            "",
-            f"Expected calibration error {_pct(calibration['ece'])} % ({calibration['bins']} "
-            f"bins, {calibration['pixels']} labelled pixels). A threshold keeps the pixels whose "
-            "winning class has at least that softmax probability (the node's `min_confidence`);"
-            " mIoU is over the pixels kept.",
-            "",
-            "| min_confidence | coverage % | mIoU % | pixel accuracy % |",
-            "| ---: | ---: | ---: | ---: |",
-        ]
-        lines += [
-            f"| {r['threshold']:.2f} | {_pct(r['coverage'])} | {_pct(r['miou'])} | "
-            f"{_pct(r['pixel_accuracy'])} |"
-            for r in calibration["coverage"]
-        ]
-        lines.append("")
-    latency = summary.get("latency_ms", {})
-    if latency:
-        lines += ["## Latency (ms)", "", *_latency_table(latency), ""]
-    live = summary.get("live")
-    if live and live.get("node_latency_ms"):
-        lines += [
-            "## The node's own figures (its /diagnostics, last window)",
-            "",
-            *_latency_table(live["node_latency_ms"]),
-            "",
-        ]
-        counters = live.get("node_counters") or {}
-        if counters:
-            lines += ["| counter | value |", "| --- | ---: |"]
-            lines += [f"| {k} | {v} |" for k, v in counters.items()] + [""]
-    files = summary.get("files", {})
-    images = [
-        ("latency_plot", "Latency"),
-        ("iou_plot", "Per-class IoU"),
-        ("calibration_plot", "Calibration and coverage"),
-        ("samples_plot", "Samples"),
+
+def _calibration_section(calibration: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Confidence",
+        "",
+        f"Expected calibration error {_pct(calibration['ece'])} % ({calibration['bins']} "
+        f"bins, {calibration['pixels']} labelled pixels). A threshold keeps the pixels whose "
+        "winning class has at least that softmax probability (the node's `min_confidence`);"
+        " mIoU is over the pixels kept.",
+        "",
+        "| min_confidence | coverage % | mIoU % | pixel accuracy % |",
+        "| ---: | ---: | ---: | ---: |",
     ]
-    for key, title in images:
-        if key in files:
-            lines += [f"## {title}", "", f"![{title}]({files[key]})", ""]
-    if files.get("output_bag"):
-        lines += [f"Output bag: `{files['output_bag']}`", ""]
-    return "\n".join(lines)
+    lines += [
+        f"| {r['threshold']:.2f} | {_pct(r['coverage'])} | {_pct(r['miou'])} | "
+        f"{_pct(r['pixel_accuracy'])} |"
+        for r in calibration["coverage"]
+    ]
+    return [*lines, ""]
+
+
+def _node_section(live: dict[str, Any] | None) -> list[str]:
+    """A live run's figures as the node itself reports them."""
+    if not live or not live.get("node_latency_ms"):
+        return []
+    lines = [
+        "## The node's own figures (its /diagnostics, last window)",
+        "",
+        *_latency_table(live["node_latency_ms"]),
+        "",
+    ]
+    counters = live.get("node_counters") or {}
+    if counters:
+        lines += ["| counter | value |", "| --- | ---: |"]
+        lines += [f"| {k} | {v} |" for k, v in counters.items()] + [""]
+    return lines
 
 
 def _latency_table(latency: dict[str, dict[str, float]]) -> list[str]:

@@ -51,6 +51,37 @@ def export_onnx(
     import onnx
     import torch
 
+    opset = _check_opset(network, exporter, opset)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    network = network.eval().float().cpu()
+    h, w = input_size
+    example = (torch.zeros(1, 3, h, w),)
+    with torch.no_grad(), warnings.catch_warnings():
+        # Deprecation and tracer warnings of the TorchScript exporter are expected: it is chosen
+        # deliberately (speed, real opset 17), and the traced shapes are symbolic in our models.
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            _torchscript_export(network, example, path, opset, dynamic)
+            proto = onnx.load(str(path))
+        else:
+            proto = _dynamo_export(network, example, opset, dynamic)
+    props = {
+        "onnx_input_size": f"{h}x{w}",
+        "onnx_dynamic": str(dynamic).lower(),
+        "onnx_exporter": exporter,
+    }
+    if metadata is not None:
+        props.update(metadata.to_strings())
+    _set_metadata(proto, props)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _check_opset(network: Any, exporter: str, opset: int | None) -> int:
+    """The opset to write (the network's lowest by default), or why this exporter cannot."""
+    import torch
+
     if exporter not in EXPORTERS:
         raise PipelineError(f"exporter {exporter!r} is not known; choose from {list(EXPORTERS)}")
     lowest = min_opset(network)
@@ -73,70 +104,54 @@ def export_onnx(
             "where a newer torch is installed and copy the .onnx (seg-export --tensorrt ... "
             "--from-onnx builds an engine from it)"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    network = network.eval().float().cpu()
-    h, w = input_size
-    example = (torch.zeros(1, 3, h, w),)
-    from seg_ros.models.deform import has_deform_conv
+    return opset
 
-    deform = has_deform_conv(network)
 
-    with torch.no_grad(), warnings.catch_warnings():
-        # Deprecation and tracer warnings of the TorchScript exporter are expected: it is chosen
-        # deliberately (speed, real opset 17), and the traced shapes are symbolic in our models.
-        warnings.simplefilter("ignore")
-        if exporter == "torchscript":
-            if deform:
-                from seg_ros.models.deform import register_onnx_symbolic
+def _torchscript_export(
+    network: Any, example: tuple, path: Path, opset: int, dynamic: bool
+) -> None:
+    import torch
 
-                register_onnx_symbolic()
-            axes = {0: "batch", 2: "height", 3: "width"}
-            torch.onnx.export(
-                network,
-                example,
-                str(path),
-                **torchscript_export_kwargs(),
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
-                do_constant_folding=True,
-            )
-            proto = onnx.load(str(path))
-        else:
-            table = None
-            if deform:
-                from seg_ros.models.deform import onnx_custom_translations
+    from seg_ros.models.deform import has_deform_conv, register_onnx_symbolic
 
-                table = onnx_custom_translations()
-            shapes = None
-            if dynamic:
-                auto = torch.export.Dim.AUTO
-                shapes = ({0: auto, 2: auto, 3: auto},)
-            program = torch.onnx.export(
-                network,
-                example,
-                dynamo=True,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=shapes,
-                custom_translation_table=table,
-                verbose=False,
-            )
-            proto = program.model_proto
+    if has_deform_conv(network):
+        register_onnx_symbolic()
+    axes = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        network,
+        example,
+        str(path),
+        **torchscript_export_kwargs(),
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
+        do_constant_folding=True,
+    )
 
-    props = {
-        "onnx_input_size": f"{h}x{w}",
-        "onnx_dynamic": str(dynamic).lower(),
-        "onnx_exporter": exporter,
-    }
-    if metadata is not None:
-        props.update(metadata.to_strings())
-    _set_metadata(proto, props)
-    onnx.save(proto, str(path))
-    return path
+
+def _dynamo_export(network: Any, example: tuple, opset: int, dynamic: bool) -> Any:
+    import torch
+
+    from seg_ros.models.deform import has_deform_conv, onnx_custom_translations
+
+    table = onnx_custom_translations() if has_deform_conv(network) else None
+    shapes = None
+    if dynamic:
+        auto = torch.export.Dim.AUTO
+        shapes = ({0: auto, 2: auto, 3: auto},)
+    program = torch.onnx.export(
+        network,
+        example,
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=shapes,
+        custom_translation_table=table,
+        verbose=False,
+    )
+    return program.model_proto
 
 
 def _set_metadata(proto: Any, props: dict[str, str]) -> None:

@@ -157,7 +157,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from seg_ros.bag.evaluation import BagEvaluation, FrameSource
-    from seg_ros.bag.io import BagError, BagReader, BagWriter, BagWriterThread, copy_bag
+    from seg_ros.bag.io import BagError, BagReader, copy_bag
     from seg_ros.bag.live import run_live
     from seg_ros.bag.offline import run_offline
     from seg_ros.bag.report import REPORT_FILES, write_report
@@ -166,19 +166,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         choose_image_topic,
         choose_label_topic,
         labels_never_paired,
-        output_topics,
-        storage_of,
     )
 
     with BagReader(args.bag, args.ros_distro) as reader:
         info = reader.seg_ros_info()
         label_topic = choose_label_topic(reader, info, args.label_topic, args.no_labels)
         image_topic = choose_image_topic(reader, info, label_topic, args.image_topic)
+        # A running node publishes segmentation/confidence only if it was told to
+        # (publish_confidence); waiting for it would stall the replay.
         calibrate = label_topic is not None and not args.no_calibration
-        if calibrate and args.mode == "live" and args.node_running:
-            # A running node publishes segmentation/confidence only if it was told to
-            # (publish_confidence); waiting for it would stall the replay.
-            calibrate = False
+        calibrate = calibrate and not (args.mode == "live" and args.node_running)
         pipeline = build_pipeline(args, calibrate) if args.mode == "offline" else None
         classes, model = (
             classes_of_pipeline(pipeline) if pipeline else classes_for_live(args, info, label_topic)
@@ -193,18 +190,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out_dir = owned.folder
         owned.claim()
         owned.reserve(*REPORT_FILES, *NODE_FILES)
-        writer = None
+        writer, outputs = output_bag(args, reader, live=pipeline is None)
         skipped: list[str] = []
-        outputs = None
-        if args.output_bag:
-            outputs = output_topics(args.output_prefix, reader)
-            storage = args.output_storage or storage_of(reader)
-            # Live outputs arrive on a worker thread; rosbags' sqlite3 writer is bound to the
-            # thread that opened it, so live writes go through a writer thread of their own.
-            if pipeline is None:
-                writer = BagWriterThread(args.output_bag, storage, args.ros_distro)
-            else:
-                writer = BagWriter(args.output_bag, storage, args.ros_distro)
         try:
             if writer is not None:
                 skipped = (
@@ -244,6 +231,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             owned.seal()
     return summary
+
+
+def output_bag(args: argparse.Namespace, reader: Any, live: bool) -> tuple[Any, Any]:
+    """The --output-bag writer and its topics, or (None, None)."""
+    from seg_ros.bag.io import BagWriter, BagWriterThread
+    from seg_ros.bag.selection import output_topics, storage_of
+
+    if not args.output_bag:
+        return None, None
+    outputs = output_topics(args.output_prefix, reader)
+    storage = args.output_storage or storage_of(reader)
+    # Live outputs arrive on a worker thread; rosbags' sqlite3 writer is bound to the thread
+    # that opened it, so live writes go through a writer thread of their own.
+    kind = BagWriterThread if live else BagWriter
+    return kind(args.output_bag, storage, args.ros_distro), outputs
 
 
 def live_run(args: argparse.Namespace, confidence: bool = False) -> Any:

@@ -101,26 +101,10 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
-    from seg_ros.ros.node_process import NodeProcess, node_command
-    from seg_ros.tools.street_scene import synthetic_frames
-
+    """Start the layout's node(s), stream every camera, time the answers, stop them."""
     names = [f"cam{i}" for i in range(args.cameras)]
     namespace = f"/cams_bench_{os.getpid()}_{layout.replace('-', '_')}"
-    params: dict[str, Any] = {"target_rate": 0.0, "input_qos": "reliable"}
-    params.update(node_params_from_args(args))
-    params.update(publish_color=False, publish_overlay=False)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    nodes = []
-    if layout.startswith("one-node"):
-        batching = {"max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
-        if layout == "one-node-unbatched":
-            batching["max_batch"] = 1
-        command = node_command("seg", namespace, {**params, **batching, "cameras": names})
-        nodes.append(NodeProcess(command, args.log_dir / f"{layout}.log", env=env))
-    else:
-        for name in names:
-            command = node_command("seg", f"{namespace}/{name}", params)
-            nodes.append(NodeProcess(command, args.log_dir / f"{layout}_{name}.log", env=env))
+    nodes = _start_nodes(layout, args, namespace, names)
     cameras = [Camera(namespace, n) for n in names]
     try:
         for cam in cameras:
@@ -128,35 +112,7 @@ def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
             if not cam.client.wait_ready(args.timeout, alive):
                 tails = "\n".join(n.tail() for n in nodes)
                 raise SystemExit(f"seg-cameras-bench: {layout} did not come up:\n{tails}")
-        h, w = args.frame_size
-        source = synthetic_frames(w, h, seed=1)
-        frames = [next(source) for _ in range(4)]
-        stop = threading.Event()
-
-        def stream() -> None:
-            n, next_t = 0, time.monotonic()
-            while not stop.is_set():
-                for cam in cameras:
-                    prefix = "t" if cam.timing else "w"
-                    cam.client.publish(frames[n % len(frames)], f"{prefix}{n}")
-                    if cam.timing:
-                        cam.sent += 1
-                n += 1
-                next_t += 1.0 / args.rate
-                stop.wait(max(0.0, next_t - time.monotonic()))
-
-        thread = threading.Thread(target=stream, daemon=True)
-        thread.start()
-        time.sleep(args.warmup)
-        for cam in cameras:
-            cam.timing = True
-        time.sleep(args.seconds)
-        for cam in cameras:
-            cam.timing = False
-        memory = sum(rss_mb(n.process.pid) for n in nodes)
-        stop.set()
-        thread.join(10)
-        time.sleep(1.0)  # outputs in flight
+        memory = _stream_and_time(cameras, nodes, args)
     finally:
         for cam in cameras:
             cam.client.close()
@@ -181,6 +137,70 @@ def run_layout(layout: str, args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": _percentile(everything, 50),
         "p99_ms": _percentile(everything, 99),
     }
+
+
+def _start_nodes(
+    layout: str, args: argparse.Namespace, namespace: str, names: list[str]
+) -> list[Any]:
+    """One node serving every camera (batched or not), or one node per camera."""
+    from seg_ros.ros.node_process import NodeProcess, node_command
+
+    params: dict[str, Any] = {"target_rate": 0.0, "input_qos": "reliable"}
+    params.update(node_params_from_args(args))
+    params.update(publish_color=False, publish_overlay=False)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    if layout.startswith("one-node"):
+        batching = {"max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
+        if layout == "one-node-unbatched":
+            batching["max_batch"] = 1
+        command = node_command("seg", namespace, {**params, **batching, "cameras": names})
+        return [NodeProcess(command, args.log_dir / f"{layout}.log", env=env)]
+    return [
+        NodeProcess(
+            node_command("seg", f"{namespace}/{name}", params),
+            args.log_dir / f"{layout}_{name}.log",
+            env=env,
+        )
+        for name in names
+    ]
+
+
+def _stream_and_time(cameras: list[Camera], nodes: list[Any], args: argparse.Namespace) -> float:
+    """Every camera at the rate asked: warm-up, then the timed seconds; the nodes' memory
+    (MiB) at the end of the timed part."""
+    from seg_ros.tools.street_scene import synthetic_frames
+
+    h, w = args.frame_size
+    source = synthetic_frames(w, h, seed=1)
+    frames = [next(source) for _ in range(4)]
+    stop = threading.Event()
+
+    def stream() -> None:
+        n, next_t = 0, time.monotonic()
+        while not stop.is_set():
+            for cam in cameras:
+                prefix = "t" if cam.timing else "w"
+                cam.client.publish(frames[n % len(frames)], f"{prefix}{n}")
+                if cam.timing:
+                    cam.sent += 1
+            n += 1
+            next_t += 1.0 / args.rate
+            stop.wait(max(0.0, next_t - time.monotonic()))
+
+    thread = threading.Thread(target=stream, daemon=True)
+    thread.start()
+    try:
+        time.sleep(args.warmup)
+        for cam in cameras:
+            cam.timing = True
+        time.sleep(args.seconds)
+        for cam in cameras:
+            cam.timing = False
+        return sum(rss_mb(n.process.pid) for n in nodes)
+    finally:
+        stop.set()
+        thread.join(10)
+        time.sleep(1.0)  # outputs in flight
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,6 @@ def run_peer(args: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     """Camera + viewer with Fast DDS' defaults: wait for the node, publish, count outputs."""
-    import numpy as np
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -103,7 +102,6 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
         FRAMES_PROCESSED,
         FRAMES_RECEIVED,
         INPUT_QOS_KEY,
-        LIFECYCLE_STATE,
         node_fqn,
         output_topic,
         status_name,
@@ -141,30 +139,11 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     ros.start()
     try:
-        deadline = time.monotonic() + spec["timeout"]
-        while time.monotonic() < deadline:
-            matched = pub.get_subscription_count() > 0
-            outputs_up = all(
-                node.count_publishers(f"{ns}/{output_topic(n)}") for n in spec["outputs"]
-            )
-            if matched and outputs_up and diagnostics.get(LIFECYCLE_STATE) == "active":
-                break
-            time.sleep(0.1)
-        else:
+        if not _node_up(spec, node, pub, diagnostics):
             return {"error": "the node did not come up (no match or no active diagnostics)"}
         time.sleep(2.0)  # auto input QoS re-checks publishers once a second
         before = int(diagnostics.get(FRAMES_RECEIVED, "0"))
-        h, w = spec["size"]
-        msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
-        msg.data = np.random.default_rng(0).integers(0, 256, h * w * 3, np.uint8).tobytes()
-        sent, start = 0, time.monotonic()
-        while time.monotonic() - start < spec["seconds"]:
-            ns_now = time.time_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns_now, 10**9)
-            msg.header.frame_id = f"f{sent}"
-            pub.publish(msg)
-            sent += 1
-            time.sleep(max(0.0, start + sent / spec["rate"] - time.monotonic()))
+        sent = _stream(spec, pub)
         time.sleep(3.0)  # the last frames' outputs and one more diagnostics message
         received = int(diagnostics.get(FRAMES_RECEIVED, "0")) - before
         return {
@@ -177,6 +156,40 @@ def peer_main(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         ros.close()
         rclpy.try_shutdown()
+
+
+def _node_up(spec: dict[str, Any], node: Any, pub: Any, diagnostics: dict[str, str]) -> bool:
+    """Wait until the node matches the camera, has its outputs up and says it is active."""
+    from seg_ros.ros.contract import LIFECYCLE_STATE, output_topic
+
+    ns = spec["namespace"].rstrip("/")
+    deadline = time.monotonic() + spec["timeout"]
+    while time.monotonic() < deadline:
+        matched = pub.get_subscription_count() > 0
+        outputs_up = all(node.count_publishers(f"{ns}/{output_topic(n)}") for n in spec["outputs"])
+        if matched and outputs_up and diagnostics.get(LIFECYCLE_STATE) == "active":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stream(spec: dict[str, Any], pub: Any) -> int:
+    """Random frames at the spec's size and rate for its seconds; how many were sent."""
+    import numpy as np
+    from sensor_msgs.msg import Image
+
+    h, w = spec["size"]
+    msg = Image(height=h, width=w, encoding="rgb8", step=3 * w)
+    msg.data = np.random.default_rng(0).integers(0, 256, h * w * 3, np.uint8).tobytes()
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < spec["seconds"]:
+        ns_now = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns_now, 10**9)
+        msg.header.frame_id = f"f{sent}"
+        pub.publish(msg)
+        sent += 1
+        time.sleep(max(0.0, start + sent / spec["rate"] - time.monotonic()))
+    return sent
 
 
 def run_row(

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = _dds_defaults()
     from seg_ros.paths import find_data
     from seg_ros.ros.client import SegmentationClient
-    from seg_ros.ros.contract import FRAMES_PROCESSED, NodeStatus, node_fqn, status_name
+    from seg_ros.ros.contract import node_fqn, status_name
     from seg_ros.ros.node_process import NodeProcess, node_command
 
     owned = OwnedFolder(args.output, TOOL, "--output")
@@ -226,23 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     writer = PngWriter(owned, args.save_input)
     owned.reserve("node.log")
     node = NodeProcess(command, out / "node.log", echo=sys.stderr)
-    latencies: list[float] = []
-    lock = threading.Lock()
-    last_id = {"value": None}
-    score = ClipScore(truth)
-
-    def on_result(result: Any) -> None:
-        with lock:
-            latencies.append(result.latency_ms)
-            last_id["value"] = result.frame_id
-        score.add(result)
-        writer.put(result)
-
+    results = _Results(ClipScore(truth), writer)
     client = SegmentationClient(
         NAMESPACE,
         "seg_demo_camera",
         transport=args.transport,
-        on_result=on_result,
+        on_result=results,
         diagnostics_name=status_name(node_fqn(NAMESPACE, NODE_NAME)),
     )
     published = 0
@@ -260,41 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             f"seg-demo: node ready after {time.monotonic() - start:.1f} s; publishing at "
             f"{args.rate:g} Hz for {amount}"
         )
-        period = 1.0 / args.rate
-        t0 = time.monotonic()
-        last_frame = ""
-        for frame in frames:
-            if args.frames and published >= args.frames:
-                break
-            if not args.frames and time.monotonic() - t0 >= args.duration:
-                break
-            if not node.alive():
-                print(f"seg-demo: the node exited; its log ends:\n{node.tail()}", file=sys.stderr)
-                code = 1
-                break
-            last_frame = f"frame_{published:05d}"
-            if args.save_input:
-                writer.inputs[last_frame] = frame
-            client.publish(frame, last_frame)
-            published += 1
-            time.sleep(max(0.0, t0 + published * period - time.monotonic()))
-        sent_for = time.monotonic() - t0
-        # The newest frame is never dropped: wait for it, so the counts below are complete.
-        deadline = time.monotonic() + 30.0
-        while last_id["value"] != last_frame and time.monotonic() < deadline and node.alive():
-            time.sleep(0.05)
-        # The node's next diagnostics count every frame segmented above.
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and node.alive():
-            processed = NodeStatus(client.diagnostics).number(FRAMES_PROCESSED)
-            if processed is not None and processed >= len(latencies):
-                break
-            time.sleep(0.1)
+        published, sent_for, last_frame, code = _publish(args, frames, client, node, writer)
+        _wait_for_results(client, node, results, last_frame)
         diag = dict(client.diagnostics)
     finally:
         client.close()
         returned = node.stop()
         writer.close()
+    latencies = results.latencies
+    score = results.score
     if returned not in (0, None) and code == 0:
         print(f"seg-demo: the node exited with {returned}", file=sys.stderr)
     _summary(args, published, sent_for, latencies, diag, writer, out)
@@ -307,6 +270,65 @@ def main(argv: list[str] | None = None) -> int:
                 " seg-bag-eval)"
             )
     return code
+
+
+class _Results:
+    """What came back: each result's latency, the newest frame's id, the clip's score."""
+
+    def __init__(self, score: ClipScore, writer: PngWriter) -> None:
+        self.score, self._writer = score, writer
+        self._lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.last_id: str | None = None
+
+    def __call__(self, result: Any) -> None:
+        with self._lock:
+            self.latencies.append(result.latency_ms)
+            self.last_id = result.frame_id
+        self.score.add(result)
+        self._writer.put(result)
+
+
+def _publish(
+    args: argparse.Namespace, frames: Any, client: Any, node: Any, writer: PngWriter
+) -> tuple[int, float, str, int]:
+    """Publish at the rate asked until the frames, the duration or the input end: (frames
+    published, seconds it took, the last frame's id, exit code)."""
+    period = 1.0 / args.rate
+    published, code, last_frame = 0, 0, ""
+    t0 = time.monotonic()
+    for frame in frames:
+        if args.frames and published >= args.frames:
+            break
+        if not args.frames and time.monotonic() - t0 >= args.duration:
+            break
+        if not node.alive():
+            print(f"seg-demo: the node exited; its log ends:\n{node.tail()}", file=sys.stderr)
+            code = 1
+            break
+        last_frame = f"frame_{published:05d}"
+        if args.save_input:
+            writer.inputs[last_frame] = frame
+        client.publish(frame, last_frame)
+        published += 1
+        time.sleep(max(0.0, t0 + published * period - time.monotonic()))
+    return published, time.monotonic() - t0, last_frame, code
+
+
+def _wait_for_results(client: Any, node: Any, results: _Results, last_frame: str) -> None:
+    """The newest frame is never dropped: wait for it, then for the node's diagnostics to
+    count every frame segmented, so the summary's counts are complete."""
+    from seg_ros.ros.contract import FRAMES_PROCESSED, NodeStatus
+
+    deadline = time.monotonic() + 30.0
+    while results.last_id != last_frame and time.monotonic() < deadline and node.alive():
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and node.alive():
+        processed = NodeStatus(client.diagnostics).number(FRAMES_PROCESSED)
+        if processed is not None and processed >= len(results.latencies):
+            break
+        time.sleep(0.1)
 
 
 def _is_shipped_clip(spec: str) -> bool:

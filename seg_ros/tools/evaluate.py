@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from seg_ros.inference.errors import PipelineError
-    from seg_ros.metrics import format_table, report
-    from seg_ros.training.datasets import DATASETS, DatasetError, build_dataset
+    from seg_ros.metrics import format_table
+    from seg_ros.training.datasets import DatasetError
     from seg_ros.training.trainer import autocast_dtype
     from seg_ros.weights import WeightsError, load_model
 
@@ -115,23 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weights = resolve_weights(args.weights)
         model, meta = load_model(weights)
-        name = args.dataset or meta.dataset
-        if name not in DATASETS:
-            raise ValueError(
-                f"the weights were trained on {meta.dataset!r}, which has no reader; "
-                f"pass --dataset (one of {sorted(DATASETS)})"
-            )
-        options: dict[str, object] = {}
-        if args.classes:
-            options["classes"] = args.classes
-        if args.max_size:
-            options["max_size"] = args.max_size
-        dataset = build_dataset(name, args.data_root, args.split, **options)
-        if dataset.label_set.num_classes != meta.num_classes:
-            raise ValueError(
-                f"{weights} predicts {meta.num_classes} classes, but {dataset.name} has "
-                f"{dataset.label_set.num_classes}"
-            )
+        dataset = _dataset(args, weights, meta)
         device = torch.device(
             args.device
             if args.device != "auto"
@@ -169,25 +153,68 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{meta.model}/{meta.variant} on {dataset.name} ({frames} frames, {setting})")
     print(format_table(cm, class_names))
     if args.json:
-        result = {
-            "weights": str(weights),
-            "model": meta.model,
-            "variant": meta.variant,
-            "dataset": name,
-            "split": args.split,
-            "frames": frames,
-            "input_size": list(args.input_size) if args.input_size else None,
-            "scales": args.scales,
-            "flip": args.flip,
-            "device": str(device),
-            "amp": args.amp,
-            "backend": args.backend or "module",
-            "precision": args.precision,
-            "seconds": round(seconds, 2),
-            **report(cm, class_names),
-        }
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        _write_json(args, weights, meta, frames, device, seconds, cm)
     return 0
+
+
+def dataset_name(args: argparse.Namespace, meta: Any) -> str:
+    """The dataset asked, else the one the weights were trained on."""
+    return args.dataset or meta.dataset
+
+
+def _dataset(args: argparse.Namespace, weights: Path, meta: Any) -> Any:
+    """The split to score, read as the weights' classes (refused when they differ)."""
+    from seg_ros.training.datasets import DATASETS, build_dataset
+
+    name = dataset_name(args, meta)
+    if name not in DATASETS:
+        raise ValueError(
+            f"the weights were trained on {meta.dataset!r}, which has no reader; "
+            f"pass --dataset (one of {sorted(DATASETS)})"
+        )
+    options: dict[str, object] = {}
+    if args.classes:
+        options["classes"] = args.classes
+    if args.max_size:
+        options["max_size"] = args.max_size
+    dataset = build_dataset(name, args.data_root, args.split, **options)
+    if dataset.label_set.num_classes != meta.num_classes:
+        raise ValueError(
+            f"{weights} predicts {meta.num_classes} classes, but {dataset.name} has "
+            f"{dataset.label_set.num_classes}"
+        )
+    return dataset
+
+
+def _write_json(
+    args: argparse.Namespace,
+    weights: Path,
+    meta: Any,
+    frames: int,
+    device: Any,
+    seconds: float,
+    cm: Any,
+) -> None:
+    from seg_ros.metrics import report
+
+    result = {
+        "weights": str(weights),
+        "model": meta.model,
+        "variant": meta.variant,
+        "dataset": dataset_name(args, meta),
+        "split": args.split,
+        "frames": frames,
+        "input_size": list(args.input_size) if args.input_size else None,
+        "scales": args.scales,
+        "flip": args.flip,
+        "device": str(device),
+        "amp": args.amp,
+        "backend": args.backend or "module",
+        "precision": args.precision,
+        "seconds": round(seconds, 2),
+        **report(cm, meta.class_names),
+    }
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def deployed_pipeline(args: argparse.Namespace, weights: Path, model: str, device: Any) -> Any:

@@ -51,13 +51,19 @@ class StreetScene:
         cv2.fillConvexPoly(img, poly, tuple(int(c) for c in colour))
 
     def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` as HxWx3 uint8 RGB."""
-        import cv2
-
+        """Frame ``index`` as HxWx3 uint8 RGB: far things first, near ones painted over."""
         img = np.empty((self.h, self.w, 3), np.uint8)
         img[: self.horizon] = self.sky[:, None, :]
         img[self.horizon :] = (95, 95, 100)
         travelled = index * self.speed
+        self._road(img)
+        self._buildings(img, travelled)
+        self._dashes(img, travelled)
+        self._roadside(img, index, travelled)
+        noise = self.rng.integers(-6, 7, img.shape, dtype=np.int16)
+        return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+    def _road(self, img: np.ndarray) -> None:
         near, far = 0.5, self.far
         self._quad(
             img, [(-3.5, 0, near), (3.5, 0, near), (3.5, 0, far), (-3.5, 0, far)], (70, 70, 75)
@@ -65,6 +71,9 @@ class StreetScene:
         for side in (-1, 1):  # sidewalks and kerbs
             a, b = sorted((side * 3.5, side * 7.0))
             self._quad(img, [(a, 0, near), (b, 0, near), (b, 0, far), (a, 0, far)], (150, 140, 130))
+
+    def _buildings(self, img: np.ndarray, travelled: float) -> None:
+        near, far = 0.5, self.far
         period = 40.0 * 12
         for side, z0, length, height, colour in sorted(self.buildings, key=lambda b: -b[1]):
             z = (z0 - travelled) % period
@@ -76,66 +85,70 @@ class StreetScene:
             for wy in np.arange(2.0, height - 1, 3.0):  # windows
                 for wz in np.arange(z + 1.0, z + length - 1, 2.5):
                     if near < wz < far - 1:
-                        glass = (60, 80, 110)
-                        self._quad(
-                            img,
-                            [
-                                (x, wy, wz),
-                                (x, wy + 1.2, wz),
-                                (x, wy + 1.2, wz + 1),
-                                (x, wy, wz + 1),
-                            ],
-                            glass,
-                        )
-        for dz in np.arange(-(travelled % 6.0), far, 6.0):  # centre line dashes
+                        pane = [
+                            (x, wy, wz),
+                            (x, wy + 1.2, wz),
+                            (x, wy + 1.2, wz + 1),
+                            (x, wy, wz + 1),
+                        ]
+                        self._quad(img, pane, (60, 80, 110))
+
+    def _dashes(self, img: np.ndarray, travelled: float) -> None:
+        near = 0.5
+        for dz in np.arange(-(travelled % 6.0), self.far, 6.0):  # centre line dashes
             if dz + 3 > near:
                 z1 = max(dz, near)
                 self._quad(
                     img, [(-0.08, 0, z1), (0.08, 0, z1), (0.08, 0, dz + 3), (-0.08, 0, dz + 3)],
                     (235, 235, 220),
                 )  # fmt: skip
+
+    def _roadside(self, img: np.ndarray, index: int, travelled: float) -> None:
+        """Poles, trees and cars, farthest first."""
         things: list[tuple[float, str, Any]] = []
         loop = self.far
         things += [(((z - travelled) % loop), "pole", s) for s, z in self.poles]
         things += [(((z - travelled) % loop), "tree", s) for s, z in self.trees]
         for x, z0, own, colour in self.cars:
-            things.append((((z0 + index * own) % loop) + near, "car", (x, colour)))
+            things.append((((z0 + index * own) % loop) + 0.5, "car", (x, colour)))
+        draw = {"pole": self._pole, "tree": self._tree, "car": self._car}
         for z, kind, data in sorted(things, key=lambda t: -t[0]):
-            if z < 1.0:
-                continue
-            if kind == "pole":
-                x = data * 3.8
-                self._quad(
-                    img,
-                    [(x - 0.06, 0, z), (x + 0.06, 0, z), (x + 0.06, 6, z), (x - 0.06, 6, z)],
-                    (120, 120, 120),
-                )
-            elif kind == "tree":
-                x = data * 5.0
-                self._quad(
-                    img,
-                    [(x - 0.12, 0, z), (x + 0.12, 0, z), (x + 0.12, 3, z), (x - 0.12, 3, z)],
-                    (90, 60, 30),
-                )
-                cx, cy = self._project(x, 4.2, z)
-                cv2.circle(img, (cx, cy), max(1, int(self.f * 1.6 / z)), (50, 120, 40), -1)
-            else:
-                x, colour = data
-                self._quad(
-                    img,
-                    [(x - 0.9, 0.3, z), (x + 0.9, 0.3, z), (x + 0.9, 1.4, z), (x - 0.9, 1.4, z)],
-                    colour,
-                )
-                self._quad(
-                    img,
-                    [(x - 0.7, 1.4, z), (x + 0.7, 1.4, z), (x + 0.6, 1.9, z), (x - 0.6, 1.9, z)],
-                    (40, 50, 60),
-                )
-                for wx in (x - 0.6, x + 0.6):
-                    cx, cy = self._project(wx, 0.3, z)
-                    cv2.circle(img, (cx, cy), max(1, int(self.f * 0.3 / z)), (20, 20, 20), -1)
-        noise = self.rng.integers(-6, 7, img.shape, dtype=np.int16)
-        return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+            if z >= 1.0:
+                draw[kind](img, z, data)
+
+    def _pole(self, img: np.ndarray, z: float, side: float) -> None:
+        self._upright(img, side * 3.8, 0.06, 0, 6, z, (120, 120, 120))
+
+    def _upright(
+        self, img: np.ndarray, x: float, half: float, bottom: float, top: float, z: float,
+        colour: Any,
+    ) -> None:  # fmt: skip
+        """A flat upright rectangle facing the camera, ``half`` wide either side of ``x``."""
+        corners = [(x - half, bottom, z), (x + half, bottom, z), (x + half, top, z),
+                   (x - half, top, z)]  # fmt: skip
+        self._quad(img, corners, colour)
+
+    def _tree(self, img: np.ndarray, z: float, side: float) -> None:
+        import cv2
+
+        x = side * 5.0
+        self._upright(img, x, 0.12, 0, 3, z, (90, 60, 30))
+        cx, cy = self._project(x, 4.2, z)
+        cv2.circle(img, (cx, cy), max(1, int(self.f * 1.6 / z)), (50, 120, 40), -1)
+
+    def _car(self, img: np.ndarray, z: float, data: tuple[float, Any]) -> None:
+        import cv2
+
+        x, colour = data
+        self._upright(img, x, 0.9, 0.3, 1.4, z, colour)
+        self._quad(
+            img,
+            [(x - 0.7, 1.4, z), (x + 0.7, 1.4, z), (x + 0.6, 1.9, z), (x - 0.6, 1.9, z)],
+            (40, 50, 60),
+        )
+        for wx in (x - 0.6, x + 0.6):
+            cx, cy = self._project(wx, 0.3, z)
+            cv2.circle(img, (cx, cy), max(1, int(self.f * 0.3 / z)), (20, 20, 20), -1)
 
 
 def _colour(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int, int]:
