@@ -93,3 +93,7 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
