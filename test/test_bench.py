@@ -24,7 +24,7 @@ def test_bench_json_and_table(tmp_path, capsys) -> None:
     argv = [
         "--models", "fplnet", "--backends", "torch", "onnxruntime", "--precisions", "fp32",
         "bf16", "--sizes", "64x96", "--iterations", "2", "--warmup", "1", "--threads", "1",
-        "--json", str(out),
+        "--modes", "latency", "--json", str(out),
     ]  # fmt: skip
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
@@ -66,7 +66,7 @@ def test_bench_with_images_and_weights(tmp_path, capsys) -> None:
         cv2.imwrite(str(folder / f"{i}.png"), synthetic_scene(40, 60, seed=i))
     weights = pipeline_weights(tmp_path / "w.safetensors")
     argv = ["--models", "fplnet:full", "--sizes", "64x96", "--iterations", "1", "--warmup", "0",
-            "--images", str(folder), "--weights", f"fplnet={weights}",
+            "--images", str(folder), "--weights", f"fplnet={weights}", "--modes", "latency",
             "--threads", "1", "--json", str(tmp_path / "b.json")]  # fmt: skip
     assert bench.main(argv) == 0
     captured = capsys.readouterr()
@@ -99,10 +99,33 @@ def test_bench_int8_finds_the_shipped_model(tmp_path, capsys) -> None:
     argv = ["--models", "fplnet", "--weights", f"fplnet={shipped}",
             "--backends", "openvino", "--precisions", "int8",
             "--sizes", "360x480", "--iterations", "1", "--warmup", "0", "--threads", "1",
-            "--json", str(out)]  # fmt: skip
+            "--modes", "latency", "--json", str(out)]  # fmt: skip
     assert bench.main(argv) == 0
     (row,) = json.loads(out.read_text())["results"]
     assert row["status"] == "ok", row.get("reason")
     assert "fplnet_camvid_int8.xml" in json.dumps(row)
     captured = capsys.readouterr()
     assert (captured.out + captured.err).count("openvino  ") == 1  # the row, once
+
+
+def test_bench_prints_both_inference_modes_in_one_run(tmp_path, capsys) -> None:
+    """Latency and throughput rows side by side, each beside its bare runtime; a runtime that
+    runs one frame at a time has its throughput row skipped with the reason."""
+    pytest.importorskip("openvino")
+    out = tmp_path / "modes.json"
+    argv = ["--models", "fplnet", "--backends", "openvino", "torch", "--sizes", "64x96",
+            "--iterations", "6", "--warmup", "1", "--threads", "2", "--json", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    rows = {(r["backend"], r["mode"]): r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {(b, m) for b in ("openvino", "torch") for m in ("latency", "throughput")}
+    for key in [("openvino", "latency"), ("openvino", "throughput"), ("torch", "latency")]:
+        row = rows[key]
+        assert row["status"] == "ok", row.get("reason")
+        assert row["fps"] > 0 and row["bare_fps"] > 0
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+    assert rows[("openvino", "throughput")]["in_flight"] >= 2
+    assert rows[("openvino", "latency")]["in_flight"] == 1
+    skipped = rows[("torch", "throughput")]
+    assert skipped["status"] == "skipped" and "torch runs one frame at a time" in skipped["reason"]
+    printed = capsys.readouterr().out
+    assert " lat " in printed and " thr" in printed  # the mode column of both rows

@@ -296,20 +296,26 @@ def test_frames_that_arrive_together_run_as_one_batch_each_with_its_own_labels(
         assert node.stop() == 0, node.log()[-3000:]
 
 
-def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsys) -> None:
+def run_cameras_bench(args: str, tmp_path) -> list[dict]:
+    """seg-cameras-bench with ``args`` on an encoder network; its JSON results."""
     import json
 
     from seg_ros.tools import cameras_bench
 
     weights = make_weights(tmp_path / "w.safetensors", "fplnet", "encoder")
     out = tmp_path / "cameras.json"
-    args = "--cameras 2 --rate 5 --seconds 3 --warmup 2 --size 48x64 --backend torch"
-    args += " --layouts one-node one-node-unbatched --max-batch 2 --batch-wait-ms 50"
     code = cameras_bench.main(
         [*args.split(), "--weights", str(weights), "--json", str(out), "--log-dir", str(tmp_path)]
     )
     assert code == 0
-    results = json.loads(out.read_text())["results"]
+    return json.loads(out.read_text())["results"]
+
+
+def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsys) -> None:
+
+    args = "--cameras 2 --rate 5 --seconds 3 --warmup 2 --size 48x64 --backend torch"
+    args += " --layouts one-node one-node-unbatched --max-batch 2 --batch-wait-ms 50"
+    results = run_cameras_bench(args, tmp_path)
     assert [r["layout"] for r in results] == ["one-node", "one-node-unbatched"]
     for r in results:
         assert all(c["answered"] > 0 for c in r["cameras"].values()), r
@@ -318,3 +324,16 @@ def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsy
     assert "batching: up to 2 frames, waiting at most 50 ms" in batched, batched[-2000:]
     unbatched = (tmp_path / "one-node-unbatched.log").read_text()
     assert "batching: off: max_batch 1" in unbatched, unbatched[-2000:]
+
+
+def test_cameras_bench_runs_the_cameras_frames_in_flight(tmp_path) -> None:
+    """one-node-throughput: the three cameras' frames share OpenVINO's requests."""
+
+    pytest.importorskip("openvino")
+
+    args = "--cameras 3 --rate 5 --seconds 3 --warmup 2 --size 48x64 --backend openvino"
+    args += " --threads 2 --layouts one-node-throughput"
+    (result,) = run_cameras_bench(args, tmp_path)
+    assert all(c["answered"] > 0 for c in result["cameras"].values()), result
+    log = (tmp_path / "one-node-throughput.log").read_text()
+    assert "throughput: up to" in log and "frames in flight" in log, log[-2000:]

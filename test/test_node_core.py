@@ -426,3 +426,111 @@ def test_slot_group_batches_the_cameras_waiting_and_waits_a_bounded_time_for_the
     group.slots["front"].put(Frame("front9", 99))
     threading.Timer(0.05, group.close).start()
     assert group.take_many(3, 30.0, timeout=0) == []
+
+
+class _InFlightStandIn:
+    """A pipeline that keeps up to ``in_flight`` frames in the network and lets them land in
+    a shuffled order (from threads of its own, as OpenVINO's callbacks do)."""
+
+    def __init__(self, in_flight: int = 3, seed: int = 0) -> None:
+        import random
+        import threading
+
+        self.in_flight = in_flight
+        self.max_batch = self.auto_batch = 1
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
+        self.started = 0
+
+    def prepare(self, array, color_order, options):
+        return {"array": array}
+
+    def infer_async(self, staged, want_confidence, done):
+        import threading
+        import time
+
+        with self._lock:
+            self.running += 1
+            self.started += 1
+            self.most_running = max(self.most_running, self.running)
+            delay = self._rng.uniform(0.0, 0.03)
+
+        def land():
+            time.sleep(delay)
+            staged["labels"] = staged["array"][..., 0].copy()
+            with self._lock:
+                self.running -= 1
+            done(staged, None)
+
+        threading.Thread(target=land, daemon=True).start()
+
+    def finish(self, staged, want_color, want_overlay):
+        return SimpleNamespace(
+            labels=staged["labels"], color=None, overlay=None, confidence=None, timings={}
+        )
+
+
+def test_frames_in_flight_leave_in_order_each_with_its_own_header() -> None:
+    import threading
+    import time
+
+    import numpy as np
+
+    from seg_ros.inference.pipeline import FrameOptions
+    from seg_ros.ros.latest_frame import Frame, SlotGroup
+    from seg_ros.ros.node.frame_loop import CameraFrames, FrameLoop, LoopHooks
+    from seg_ros.ros.node.serving import Served
+
+    pipeline = _InFlightStandIn(in_flight=3)
+    served = Served(pipeline, FrameOptions(), {})
+    published: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def camera(name):
+        def publish(output, array, header):
+            with lock:
+                published.append((name, header.frame_id, int(array[0, 0])))
+
+        return SimpleNamespace(
+            name=name, frames=CameraFrames(), wanted=lambda: ["labels"], publish=publish
+        )
+
+    names = ["front", "left", "right"]
+    group = SlotGroup(names)
+    cameras = {n: camera(n) for n in names}
+    hooks = LoopHooks(
+        served=lambda: served,
+        batching=lambda: (0, 0.0),
+        decode=lambda msg: SimpleNamespace(array=msg.array, color_order="rgb"),
+        stamp_ns=lambda header: 0,
+        now_ns=time.monotonic_ns,
+        alive=lambda: True,
+        log_error=lambda text: None,
+        on_bad_input=lambda count, reason: None,
+    )
+    loop = FrameLoop(group, cameras, hooks)
+    loop.start()
+    sent = {n: [] for n in names}
+    for i in range(40):
+        for n in names:  # the worker takes each camera's newest frame; some are replaced
+            value = (i * 3 + names.index(n)) % 250
+            msg = SimpleNamespace(
+                array=np.full((2, 2, 3), value, np.uint8),
+                header=SimpleNamespace(frame_id=f"{n}_{i}"),
+            )
+            sent[n].append((f"{n}_{i}", value))
+            group.slots[n].put(Frame(msg, time.monotonic_ns()))
+        time.sleep(0.004)
+    time.sleep(0.3)
+    loop.stop()  # the frames in flight land and are published before it returns
+    assert pipeline.running == 0 and loop.in_flight() == 0
+    assert pipeline.most_running == 3, "three cameras' frames were in the network together"
+    assert len(published) == pipeline.started > 10
+    values = {frame_id: value for n in names for frame_id, value in sent[n]}
+    for name, frame_id, value in published:  # each output carries its own frame's header
+        assert frame_id.startswith(name) and values[frame_id] == value
+    for n in names:  # and each camera's outputs leave in the order its frames came
+        order = [int(f.split("_")[1]) for c, f, _ in published if c == n]
+        assert order == sorted(order) and len(set(order)) == len(order)

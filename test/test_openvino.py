@@ -11,6 +11,7 @@ from weights_helpers import PIPELINE_SIZE, pipeline_weights
 
 from seg_ros.inference import ConfigError, Pipeline, PipelineConfig, PipelineError
 from seg_ros.inference.backends import BACKEND_NAMES, Backend, backend_class
+from seg_ros.inference.parity import synthetic_scene
 from seg_ros.inference.pipeline import resolve_backend
 from seg_ros.labels import CAMVID
 from seg_ros.training.synthetic import scene
@@ -259,3 +260,53 @@ def test_shipped_int8_fplnet_is_found_and_records_its_accuracy() -> None:
     fp32 = float(notes["int8_accuracy"].split("fp32 ")[1].split(")")[0])
     int8 = float(notes["int8_accuracy"].split("val mIoU ")[1].split(" ")[0])
     assert fp32 - int8 <= 0.5
+
+
+def test_frames_in_flight_give_the_one_at_a_time_labels(weights: Path) -> None:
+    import threading
+
+    latency = Pipeline(weights=str(weights), backend="openvino", threads=2)
+    throughput = Pipeline(
+        weights=str(weights), backend="openvino", threads=2, inference_mode="throughput"
+    )
+    assert throughput.in_flight >= 2, throughput.describe()["inference_mode"]
+    assert throughput.describe()["inference_mode"].startswith("throughput: up to")
+    assert latency.in_flight == 1
+    assert latency.describe()["inference_mode"] == "latency: one frame at a time"
+    images = [synthetic_scene(*latency.input_size, seed=i) for i in range(8)]
+    landed: list = []
+    lock = threading.Lock()
+
+    def done(frame, error) -> None:
+        with lock:
+            landed.append((frame, error))
+
+    staged = [throughput.prepare(image) for image in images]
+    for frame in staged:
+        throughput.infer_async(frame, None, done)
+    throughput.wait_idle()
+    assert len(landed) == len(images) and not [e for _, e in landed if e is not None]
+    for frame, image in zip(staged, images):
+        np.testing.assert_array_equal(throughput.finish(frame).labels, latency(image).labels)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"backend": "torch"}, "torch runs one frame at a time"),
+        ({"backend": "onnxruntime"}, "onnxruntime runs one frame at a time"),
+        ({"backend": "openvino", "threads": 1}, "OpenVINO chose 1 request"),
+    ],
+)
+def test_throughput_falls_back_to_one_frame_with_the_reason(
+    weights: Path, overrides: dict, reason: str
+) -> None:
+    pipeline = Pipeline(weights=str(weights), inference_mode="throughput", **overrides)
+    assert pipeline.in_flight == 1
+    described = pipeline.describe()["inference_mode"]
+    assert described.startswith("throughput: one frame at a time") and reason in described
+    # infer_async still works: here and now, on the caller's thread
+    got = []
+    frame = pipeline.prepare(synthetic_scene(*pipeline.input_size, seed=3))
+    pipeline.infer_async(frame, None, lambda f, e: got.append(e))
+    assert got == [None] and pipeline.finish(frame).labels.shape == pipeline.input_size

@@ -17,6 +17,9 @@ DEVICE_PATTERN = r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu"
 OPENVINO_ONLY_DEVICES = r"gpu(\.\d+)?|npu"
 OUTPUT_RESOLUTIONS = ("input", "network")
 COMPILE_MODES = ("off", "inductor", "inductor-freezing")
+# latency: one frame in the network at a time, all threads on it; throughput: as many frames
+# in flight as the runtime gains from (OpenVINO streams), each on fewer threads.
+INFERENCE_MODES = ("latency", "throughput")
 COLOR_ORDERS = ("rgb", "bgr")
 # Every network here pads to its output stride internally; sizes this small are certainly a
 # mistake (width and height swapped with a scale, or a typo).
@@ -43,6 +46,7 @@ class PipelineConfig:
     # side 0 = that side follows the other with the weights' aspect ratio.
     input_size: tuple[int, int] | None = None
     output_resolution: str = "input"  # "input" | "network"
+    inference_mode: str = "latency"  # see INFERENCE_MODES
     overlay_alpha: float = 0.5
     # Per-pixel confidence: the winning class's softmax probability, computed where the logits
     # are. ``confidence`` returns it (SegmentationResult.confidence); pixels below
@@ -118,6 +122,7 @@ SINGLE_FIELD_CHECKS = (
     "backend",
     "precision",
     "output_resolution",
+    "inference_mode",
     "compile",
     "device",
     "overlay_alpha",
@@ -128,6 +133,7 @@ CHOICES = {
     "backend": BACKENDS,
     "precision": PRECISIONS,
     "output_resolution": OUTPUT_RESOLUTIONS,
+    "inference_mode": INFERENCE_MODES,
     "compile": COMPILE_MODES,
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,9 @@ class Pipeline:
             self._remove_temporary()
         if config.parity_check:
             self._check_parity()
+        if config.inference_mode == "throughput" and self.backend.in_flight == 1:
+            note = self.backend.in_flight_note or f"{self.backend_name} runs one frame at a time"
+            self.backend.in_flight_note = note
         self._lut = postprocess.palette_lut(self.metadata.palette)
         self._describe_backend = self.backend.describe()
 
@@ -322,22 +326,56 @@ class Pipeline:
         logits = self.backend.infer_many([f.batch for f in frames])
         t2 = time.perf_counter()
         for frame, frame_logits, want in zip(frames, logits, wants):
-            started = time.perf_counter()
-            threshold = frame.options.min_confidence
-            labels = self.backend.labels(frame_logits)
-            wanted = self.config.confidence if want is None else want
-            if wanted or threshold > 0:
-                probability = self.backend.confidence(frame_logits)
-                if threshold > 0:
-                    labels = np.where(probability < threshold, IGNORE_INDEX, labels)
-                    labels = labels.astype(np.uint8)
-                if wanted:
-                    frame.confidence = postprocess.confidence_u8(probability)
-            frame.labels = labels
-            # Its own argmax counts as its postprocessing, not the frames' before it.
-            frame.t2, frame.t_labels = t2, t2 + (time.perf_counter() - started)
-            frame.batch = None  # the runtime's buffer may be reused by the next frame
+            self._take_labels(frame, frame_logits, want, t2)
         return frames
+
+    @property
+    def in_flight(self) -> int:
+        """How many frames ``infer_async`` keeps in the network at once (1: one at a time)."""
+        return self.backend.in_flight
+
+    def infer_async(
+        self,
+        frame: Staged,
+        want_confidence: bool | None,
+        done: Callable[[Staged, BaseException | None], None],
+    ) -> None:
+        """Stage 2 without waiting for it, where the backend keeps frames in flight
+        (``in_flight > 1``; else it runs here and now): ``done(frame, error)`` is called, from
+        the runtime's thread, once the frame has its labels as ``infer`` gives them, or with
+        the exception that stopped it. Waits only while ``in_flight`` frames are running."""
+
+        def landed(logits: Any) -> None:
+            try:
+                self._take_labels(frame, logits, want_confidence, time.perf_counter())
+            except Exception as e:  # handed on: the caller counts it against the frame
+                done(frame, e)
+                return
+            done(frame, None)
+
+        self.backend.start(frame.batch, landed)
+
+    def wait_idle(self) -> None:
+        """Return once every ``infer_async`` frame has called its ``done``."""
+        self.backend.wait_idle()
+
+    def _take_labels(self, frame: Staged, logits: Any, want: bool | None, t2: float) -> None:
+        """The frame's labels (and confidence) from its logits, before the runtime reuses
+        their memory; the argmax counts as its postprocessing, not the frames' before it."""
+        started = time.perf_counter()
+        threshold = frame.options.min_confidence
+        labels = self.backend.labels(logits)
+        wanted = self.config.confidence if want is None else want
+        if wanted or threshold > 0:
+            probability = self.backend.confidence(logits)
+            if threshold > 0:
+                labels = np.where(probability < threshold, IGNORE_INDEX, labels)
+                labels = labels.astype(np.uint8)
+            if wanted:
+                frame.confidence = postprocess.confidence_u8(probability)
+        frame.labels = labels
+        frame.t2, frame.t_labels = t2, t2 + (time.perf_counter() - started)
+        frame.batch = None  # the runtime's buffer may be reused by the next frame
 
     def finish(
         self, frame: Staged, want_color: bool = True, want_overlay: bool = True
@@ -391,6 +429,14 @@ class Pipeline:
         runs a given engine without weights. Fast paths are checked against it."""
         return self._network.network if self._network is not None else None
 
+    def describe_in_flight(self) -> str:
+        """The inference mode as it runs: how many frames in flight, or why one."""
+        mode, n = self.config.inference_mode, self.backend.in_flight
+        if n > 1:
+            return f"{mode}: up to {n} frames in flight"
+        note = self.backend.in_flight_note
+        return f"{mode}: one frame at a time" + (f" ({note})" if note else "")
+
     def describe(self) -> dict[str, str]:
         c, m = self.config, self.metadata
         info = {
@@ -401,6 +447,7 @@ class Pipeline:
             "precision": c.precision,
             "input_size": f"{self.input_size[0]}x{self.input_size[1]}",
             "output_resolution": c.output_resolution,
+            "inference_mode": self.describe_in_flight(),
             "weights": str(self.weights_path) if self.weights_path else "",
             "random_init": str(self.random_init).lower(),
             "engine": str(c.engine or ""),

@@ -79,6 +79,8 @@ BUILDING = "Building"
 LAST_ERROR = "Last error"
 FRAMES_BATCHED = "Frames run in batches"  # of processed: with other cameras' frames
 BATCHING = "Batching"  # how the node batches cameras' frames on this backend
+FRAMES_IN_FLIGHT = "Frames in flight"  # now: in the network or waiting to be published
+INFERENCE_MODE = "Inference mode"  # describe_key("inference_mode"): mode and frames in flight
 COUNTERS = (
     FRAMES_RECEIVED,
     FRAMES_PROCESSED,

@@ -16,6 +16,7 @@ from typing import Any
 
 from seg_ros.inference.config import (
     BACKENDS,
+    INFERENCE_MODES,
     MAX_WORKSPACE_MB,
     MIN_SIDE,
     MIN_WORKSPACE_MB,
@@ -62,6 +63,7 @@ PIPELINE_PARAMS = (
     "output_resolution",
     "overlay_alpha",
     "min_confidence",
+    "inference_mode",
 )
 _PIPELINE = PipelineConfig()
 SINGLE_CAMERA = ("",)  # the default: one camera on 'image', in the node's namespace
@@ -84,6 +86,7 @@ class NodeSettings:
     input_width: int = 0
     input_height: int = 0
     output_resolution: str = _PIPELINE.output_resolution
+    inference_mode: str = _PIPELINE.inference_mode
     overlay_alpha: float = _PIPELINE.overlay_alpha
     publish_labels: bool = True
     publish_color: bool = True
@@ -205,6 +208,15 @@ SPECS: tuple[ParamSpec, ...] = (
         "Outputs at the camera's resolution (input) or the network's (network, cheaper).",
         choices=OUTPUT_RESOLUTIONS,
         live=True,
+    ),
+    ParamSpec(
+        "inference_mode",
+        "latency: one frame in the network at a time, every thread on it (the lowest latency "
+        "per frame); throughput: as many frames in flight as the runtime gains from (OpenVINO "
+        "streams; the others run one at a time and diagnostics say so), the most frames a "
+        "second. Outputs leave in the order the frames came either way.",
+        choices=INFERENCE_MODES,
+        rebuilds=True,
     ),
     ParamSpec(
         "overlay_alpha",

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from seg_ros.compat import zip_strict
+from seg_ros.inference.config import INFERENCE_MODES
 from seg_ros.machine import cpu_name
 from seg_ros.tools.options import HelpFormatter, add_old_name, parse_size
 from seg_ros.tools.output_paths import outputs_refused
@@ -50,6 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backends", nargs="+", default=["torch"], help="torch onnxruntime openvino tensorrt auto"
     )
     p.add_argument("--precisions", nargs="+", default=["fp32"], help="fp32 bf16 fp16 int8")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=INFERENCE_MODES,
+        default=list(INFERENCE_MODES),
+        help="inference modes: latency (one frame at a time) and throughput (frames in flight, "
+        "where the runtime runs several: OpenVINO); each beside its bare runtime",
+    )
     p.add_argument(
         "--int8",
         nargs="*",
@@ -133,14 +144,7 @@ def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def run_one(
-    model: str,
-    variant: str | None,
-    backend: str,
-    precision: str,
-    size: tuple[int, int],
-    args: argparse.Namespace,
-    weights: dict[str, str],
-    cache: dict[Any, Any],
+    spec: RowSpec, args: argparse.Namespace, weights: dict[str, str], cache: dict[Any, Any]
 ) -> dict[str, Any]:
     """One row: build the pipeline (a failure is a skipped row with the reason), time it
     against the bare runtime, and score its labels against fp32 eager PyTorch."""
@@ -148,7 +152,9 @@ def run_one(
     from seg_ros.inference.parity import agreement
     from seg_ros.models import resolve_variant
 
+    model, variant, backend, precision, size, mode = spec
     row: dict[str, Any] = {
+        "mode": mode,
         "model": model,
         "variant": resolve_variant(model, variant),  # a skipped row names it like the others
         "backend": backend,
@@ -158,9 +164,12 @@ def run_one(
         "compile": args.compile if backend == "torch" else "off",
     }
     try:
-        pipeline = _pipeline(RowSpec(model, variant, backend, precision, size), args, weights)
+        pipeline = _pipeline(spec, args, weights)
     except (PipelineError, ValueError) as e:
         row.update(status="skipped", reason=str(e))
+        return row
+    if mode == "throughput" and pipeline.in_flight == 1:  # the latency row measures it
+        row.update(status="skipped", reason=pipeline.describe_in_flight())
         return row
     info = pipeline.describe()
     row.update(
@@ -176,7 +185,8 @@ def run_one(
     if ref_key not in cache:
         cache[ref_key] = _references(pipeline, images, size)
     refs, gflop = cache[ref_key]
-    row.update(_timed(pipeline, images, args, gflop))
+    timed = timed_in_flight if mode == "throughput" else _timed
+    row.update(timed(pipeline, images, args, gflop))
     labels = [pipeline(im).labels for im in images]
     agree = [agreement(a, b) for a, b in zip_strict(labels, refs)] if refs else None
     row.update(
@@ -193,12 +203,13 @@ class RowSpec(NamedTuple):
     backend: str
     precision: str
     size: tuple[int, int]
+    mode: str = "latency"
 
 
 def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) -> Any:
     from seg_ros.inference import Pipeline
 
-    model, variant, backend, precision, size = spec
+    model, variant, backend, precision, size, mode = spec
 
     key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
     engine = None
@@ -225,6 +236,7 @@ def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) 
         compile=args.compile if backend == "torch" else "off",
         threads=args.threads,
         parity_check=not args.no_parity,
+        inference_mode=mode,
     )
 
 
@@ -260,8 +272,12 @@ def _timed(
     stats = summarise(samples)
     total = stats["total"]["median"]
     bare = float(np.median(bare_ms))
+    totals = [s["total"] for s in samples]
     return {
         "status": "ok",
+        "in_flight": 1,
+        "latency_ms": _percentiles(totals),
+        "bare_fps": round(1000.0 / bare, 2) if bare else None,
         "iterations": args.iterations,
         "timings_ms": stats,
         "fps": round(1000.0 / total, 2) if total else None,
@@ -279,6 +295,85 @@ def _timed(
         "bare_ms": round(bare, 3),
         "overhead": round(total / bare - 1.0, 4) if bare else None,
     }
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p99": round(float(np.percentile(values, 99)), 2),
+    }
+
+
+def timed_in_flight(
+    pipeline: Any, images: list[np.ndarray], args: argparse.Namespace, gflop: float | None
+) -> dict[str, Any]:
+    """Frames back to back with ``pipeline.in_flight`` in the network at once, finished in
+    order on a thread of their own (as the node does); then the bare runtime the same way."""
+    for i in range(args.warmup):
+        pipeline(images[i % len(images)])
+    landed: queue.Queue[Any] = queue.Queue()
+    started: list[float] = []
+    samples: list[dict[str, float]] = []
+    ended: list[float] = []
+
+    def finisher() -> None:
+        for _ in range(args.iterations):
+            frame, error = landed.get()
+            if error is not None:
+                raise error
+            samples.append(pipeline.finish(frame, want_color=True).timings)
+            ended.append(time.perf_counter())
+
+    thread = threading.Thread(target=finisher)
+    cpu = time.process_time()
+    thread.start()
+    for i in range(args.iterations):
+        started.append(time.perf_counter())
+        frame = pipeline.prepare(images[i % len(images)])
+        pipeline.infer_async(frame, None, lambda f, e: landed.put((f, e)))
+    thread.join()
+    cpu_ms = (time.process_time() - cpu) * 1000.0 / args.iterations
+    wall = ended[-1] - started[0]
+    stats = summarise(samples)
+    bare_fps = bare_throughput(pipeline, images[0], args.iterations)
+    fps = args.iterations / wall
+    return {
+        "status": "ok",
+        "in_flight": pipeline.in_flight,
+        "latency_ms": _percentiles([(e - s) * 1000.0 for s, e in zip(started, ended)]),
+        "bare_fps": round(bare_fps, 2),
+        "iterations": args.iterations,
+        "timings_ms": stats,
+        "fps": round(fps, 2),
+        "cpu_ms": round(cpu_ms, 3),
+        "threads": _threads(),
+        "gflop": round(gflop, 2) if gflop else None,
+        "gflops_per_s": round(gflop * fps, 1) if gflop else None,
+        "pre_post_share": round(
+            (stats["preprocess"]["median"] + stats["postprocess"]["median"])
+            / stats["total"]["median"],
+            4,
+        ),
+        "bare_ms": round(1000.0 / bare_fps, 3),
+        "overhead": round(bare_fps / fps - 1.0, 4),
+    }
+
+
+def bare_throughput(pipeline: Any, image: np.ndarray, frames: int) -> float:
+    """Frames a second of the runtime alone with as many requests in flight as the pipeline
+    keeps (OpenVINO's AsyncInferQueue on the same compiled model, one prepared input)."""
+    import openvino as ov
+
+    from seg_ros.inference import preprocess
+
+    backend = pipeline.backend
+    batch = backend.prepare(preprocess.resize_to_network(image, pipeline.input_size))
+    requests = ov.AsyncInferQueue(backend.compiled, pipeline.in_flight)
+    start = time.perf_counter()
+    for _ in range(frames):
+        requests.start_async({0: batch})
+    requests.wait_all()
+    return frames / (time.perf_counter() - start)
 
 
 def bare_call(pipeline: Any, image: np.ndarray) -> tuple[Any, Any]:
@@ -300,16 +395,18 @@ def _threads() -> int:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (
-        f"{'model':<18} {'backend':<11} {'prec':<5} {'size':<9} {'pre ms':>13} {'infer ms':>15} "
-        f"{'post ms':>13} {'total ms':>15} {'cpu ms':>7} {'FPS':>6} {'GFLOP/s':>8} {'pre+post':>8} "
-        f"{'agree':>8} {'bare ms':>8} {'over':>6}  weights"
+        f"{'model':<18} {'backend':<11} {'prec':<5} {'size':<9} {'mode':<6} {'pre ms':>13} "
+        f"{'infer ms':>15} {'post ms':>13} {'total ms':>15} {'cpu ms':>7} {'FPS':>6} "
+        f"{'p50/p99 ms':>13} {'GFLOP/s':>8} {'pre+post':>8} {'agree':>8} {'bare FPS':>8} "
+        f"{'over':>6}  weights"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         name = f"{r['model']}:{r['variant'] or 'default'}"
         size = f"{r['input_size'][0]}x{r['input_size'][1]}"
         backend = r["backend"] + ("+cmp" if r.get("compile", "off") != "off" else "")
-        lead = f"{name:<18} {backend:<11} {r['precision']:<5} {size:<9}"
+        mode = "lat" if r["mode"] == "latency" else f"thr{r.get('in_flight') or ''}"
+        lead = f"{name:<18} {backend:<11} {r['precision']:<5} {size:<9} {mode:<6}"
         if r["status"] != "ok":
             lines.append(f"{lead} skipped: {r['reason']}")
             continue
@@ -319,16 +416,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         gflops = f"{r['gflops_per_s']:8.0f}" if r["gflops_per_s"] else f"{'n/a':>8}"
         weights = "RANDOM INIT" if r["random_init"] else r["weights"]
         over = f"{r['overhead']:+6.1%}" if r.get("overhead") is not None else f"{'n/a':>6}"
+        lat = r["latency_ms"]
+        latency = f"{lat['p50']:6.1f}/{lat['p99']:6.1f}"
         lines.append(
             f"{lead} {cells[0]:>13} {cells[1]:>15} {cells[2]:>13} {cells[3]:>15} "
-            f"{r['cpu_ms']:7.1f} {r['fps']:6.1f} {gflops} {r['pre_post_share']:8.1%} "
-            f"{agree:>8} {r.get('bare_ms', 0):8.1f} {over}  {weights}"
+            f"{r['cpu_ms']:7.1f} {r['fps']:6.1f} {latency:>13} {gflops} "
+            f"{r['pre_post_share']:8.1%} {agree:>8} {r.get('bare_fps') or 0:8.1f} {over}  {weights}"
         )
     lines.append(
         "times: median/p95 ms over the timed frames; cpu: this process's CPU ms per frame "
         "(all threads; far below total x threads = cores taken by others); agree: labels "
-        "equal to fp32 eager on the same input; +cmp: torch.compile (mode in the JSON); bare: "
-        "the runtime's network call alone; over: total / bare - 1"
+        "equal to fp32 eager on the same input; +cmp: torch.compile (mode in the JSON); mode: "
+        "lat = one frame at a time, thrN = N frames in flight; p50/p99: a frame's time from "
+        "prepare to finished; bare FPS: the runtime's network call alone in the same mode; "
+        "over: the pipeline's time per frame over bare's - 1"
     )
     return "\n".join(lines)
 
@@ -382,16 +483,16 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict[Any, Any] = {}
     # The table once: its header first, then each row as it is measured.
     print("\n".join(format_table([]).splitlines()[:2]), flush=True)
-    for spec in args.models:
-        model, _, variant = spec.partition(":")
+    for named in args.models:
+        model, _, variant = named.partition(":")
         for size in args.input_sizes:
             for backend in args.backends:
                 for precision in args.precisions:
-                    row = run_one(
-                        model, variant or None, backend, precision, size, args, weights, cache
-                    )
-                    rows.append(row)
-                    print(format_table([row]).splitlines()[2], flush=True)
+                    for mode in args.modes:
+                        spec = RowSpec(model, variant or None, backend, precision, size, mode)
+                        row = run_one(spec, args, weights, cache)
+                        rows.append(row)
+                        print(format_table([row]).splitlines()[2], flush=True)
     report = {
         "command": "seg-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),

@@ -9,9 +9,10 @@ Each camera is a client of its own (the package's ``ros/client.py``) publishing
 come back. Printed per layout: the nodes' resident memory (summed over their processes, at
 the end of the run), frames answered per camera, and latency from the camera's stamp to the
 labels in hand (p50, p99). ``one-node`` batches the cameras' frames as the node does by
-default (``--max-batch``, ``--batch-wait-ms``: its parameters), ``one-node-unbatched`` runs
-them one at a time (``max_batch: 1``). A benchmark, not a test: it prints figures (and JSON)
-and never fails on them.
+default (``--max-batch``, ``--batch-wait-ms``: its parameters), ``one-node-throughput``
+keeps the cameras' frames in flight instead (``inference_mode: throughput``),
+``one-node-unbatched`` runs them one at a time (``max_batch: 1``). A benchmark, not a test:
+it prints figures (and JSON) and never fails on them.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--layouts",
         nargs="+",
-        choices=("one-node", "one-node-unbatched", "node-per-camera"),
-        default=["one-node", "node-per-camera"],
+        choices=("one-node", "one-node-throughput", "one-node-unbatched", "node-per-camera"),
+        default=["one-node", "one-node-throughput", "node-per-camera"],
     )
     add_pipeline_args(p, engine=False, threads=False)
     p.add_argument("--threads", type=int, default=1, help="inference threads per node (1)")
@@ -153,6 +154,8 @@ def _start_nodes(
         batching = {"max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
         if layout == "one-node-unbatched":
             batching["max_batch"] = 1
+        if layout == "one-node-throughput":  # frames in flight instead of batches
+            batching["inference_mode"] = "throughput"
         command = node_command("seg", namespace, {**params, **batching, "cameras": names})
         return [NodeProcess(command, args.log_dir / f"{layout}.log", env=env)]
     return [

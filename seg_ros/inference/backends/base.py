@@ -52,6 +52,10 @@ class Backend(ABC):
     # it batches unless told otherwise (the node's max_batch 0).
     max_batch: int = 1
     auto_batch: int = 1
+    # How many frames ``start`` keeps in the network at once (config.inference_mode
+    # throughput, where the runtime gains from it), and why one where more was asked.
+    in_flight: int = 1
+    in_flight_note: str = ""
 
     def __init__(self) -> None:
         # Human-readable facts for describe(): what was compiled, built, checked, and how.
@@ -99,6 +103,16 @@ class Backend(ABC):
         if len(batches) != 1:
             raise ValueError(f"{self.name} runs one frame at a time, not {len(batches)}")
         return [self.infer(batches[0])]
+
+    def start(self, batch: Any, done: Callable[[Any], None]) -> None:
+        """Run the network on ``batch`` and call ``done(logits)`` with the logits, which are
+        valid only inside the call. Here: at once, on the caller's thread. Backends with
+        ``in_flight > 1`` return at once and call ``done`` from the runtime's thread, waiting
+        first only while ``in_flight`` frames are in the network already."""
+        done(self.infer(batch))
+
+    def wait_idle(self) -> None:  # noqa: B027 (``start`` above finishes before it returns)
+        """Return once every frame ``start`` was given has called its ``done``."""
 
     @abstractmethod
     def labels(self, logits: Any) -> np.ndarray:

@@ -5,8 +5,10 @@
     finisher: finish (Pipeline.finish: labels at output size, colour, overlay)
               -> camera.publish each wanted output -> counters and latencies
 
-Frame N is coloured and published while frame N+1 is in the network; at most one frame waits
-between them, so latency stays bounded and order is kept. No rclpy here: a camera is anything
+Frame N is coloured and published while frame N+1 is in the network (with
+``inference_mode: throughput``, up to ``Pipeline.in_flight`` frames are in the network at
+once); outputs leave in the order the frames were taken, and a frame is taken only when the
+network has room for it, so latency stays bounded. No rclpy here: a camera is anything
 with the ``Camera`` methods, so the tests drive the loop with stand-ins.
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -243,6 +244,49 @@ class LoopHooks:
     on_bad_input: Callable[[int, str], None]
 
 
+class InOrder:
+    """Jobs between the worker and the finisher: numbered by the worker as it starts them,
+    handed to the finisher in that order (frames in flight may land out of order), and the
+    bound on how many may be outstanding (in the network or waiting for the finisher)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._items: dict[int, Any] = {}
+        self._next_in = 0  # the number the worker gives its next job
+        self._next_out = 0  # the number the finisher takes next
+
+    def outstanding(self) -> int:
+        with self._cond:
+            return self._next_in - self._next_out
+
+    def wait_room(self, limit: int, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until fewer than ``limit`` are outstanding."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._next_in - self._next_out < limit, timeout)
+
+    def reserve(self) -> int:
+        with self._cond:
+            self._next_in += 1
+            return self._next_in - 1
+
+    def put(self, number: int, item: Any) -> None:
+        with self._cond:
+            self._items[number] = item
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next_out in self._items)
+            item = self._items.pop(self._next_out)
+            self._next_out += 1
+            self._cond.notify_all()
+            return item
+
+
+_SKIPPED = object()  # a numbered job that failed in the network: nothing to publish
+_END = object()  # after every job the worker started: the finisher ends
+
+
 class FrameLoop:
     """The worker and the finisher, started at activation and stopped at deactivation."""
 
@@ -251,20 +295,22 @@ class FrameLoop:
         self.group, self._cameras, self._hooks = group, cameras, hooks
         self._worker: threading.Thread | None = None
         self._finisher: threading.Thread | None = None
+        self._jobs = InOrder()
 
     def start(self) -> None:
         self.group.reopen()
-        handoff: queue.Queue[Job | None] = queue.Queue(maxsize=1)
+        self._jobs = InOrder()
         self._finisher = threading.Thread(
-            target=self._finish_loop, args=(handoff,), name="seg_ros-publish", daemon=True
+            target=self._finish_loop, args=(self._jobs,), name="seg_ros-publish", daemon=True
         )
         self._worker = threading.Thread(
-            target=self._work, args=(handoff,), name="seg_ros-inference", daemon=True
+            target=self._work, args=(self._jobs,), name="seg_ros-inference", daemon=True
         )
         self._finisher.start()
         self._worker.start()
 
     def stop(self) -> None:
+        """Stop taking frames; the frames in flight land and are published first."""
         self.group.close()
         if self._worker is not None:
             self._worker.join(timeout=JOIN_TIMEOUT_S)  # it hands the finisher its end marker
@@ -273,14 +319,26 @@ class FrameLoop:
             self._finisher.join(timeout=JOIN_TIMEOUT_S)
             self._finisher = None
 
-    def _work(self, handoff: queue.Queue[Job | None]) -> None:
+    def in_flight(self) -> int:
+        """Frames started and not yet taken by the finisher (in the network or waiting)."""
+        return self._jobs.outstanding()
+
+    def _work(self, jobs: InOrder) -> None:
         """The newest frame of the camera served least recently (or, batching, of up to
-        ``max_batch`` cameras): prepare, run the network, hand on to the finisher."""
+        ``max_batch`` cameras): prepare, run the network, hand on to the finisher in order.
+        With frames in flight (``Pipeline.in_flight > 1``) a frame is taken only when the
+        network has room for it, so none waits behind stale ones."""
         yield_to_dds()
         try:
             while True:
+                served = self._hooks.served()
+                in_flight = served.pipeline.in_flight if served is not None else 1
+                if not jobs.wait_room(in_flight, 0.5):
+                    if self.group.closed or not self._finisher_alive():
+                        return
+                    continue
                 max_batch, wait_ms = self._hooks.batching()
-                limit = batch_limit(self._hooks.served(), max_batch, len(self._cameras))
+                limit = batch_limit(served, max_batch, len(self._cameras)) if in_flight == 1 else 1
                 taken = self.group.take_many(limit, wait_ms / 1e3 if limit > 1 else 0.0, 0.5)
                 if not taken and self.group.closed:
                     return
@@ -289,49 +347,66 @@ class FrameLoop:
                 served = self._hooks.served()
                 limit = batch_limit(served, max_batch, len(self._cameras))
                 for start in range(0, len(taken), limit):
-                    if not self._run_batch(taken[start : start + limit], served, handoff):
+                    if not self._run_batch(taken[start : start + limit], served, jobs):
                         return
         finally:
-            self._hand_on(handoff, None)
+            jobs.put(jobs.reserve(), _END)  # after every job started: in flight ones too
 
     def _run_batch(
-        self,
-        taken: list[tuple[str, Frame]],
-        served: Served | None,
-        handoff: queue.Queue[Job | None],
+        self, taken: list[tuple[str, Frame]], served: Served | None, jobs: InOrder
     ) -> bool:
-        """Prepare, run and hand on one batch; False when the thread must end."""
-        jobs = []
+        """Prepare and start one batch (or one frame in flight); False when the thread must
+        end."""
+        prepared = []
         for name, frame in taken:
             cam = self._cameras[name]
             job = self._guarded(self._prepare, (frame, cam, served), cam)
             if job is _STOP:
                 return False
             if job is not None:
-                jobs.append(job)
-        done = jobs and self._guarded(run_network, jobs, *[j.camera for j in jobs])
+                prepared.append(job)
+        if prepared and served is not None and served.pipeline.in_flight > 1:
+            for job in prepared:
+                self._start_in_flight(job, jobs)
+            return True
+        done = prepared and self._guarded(run_network, prepared, *[j.camera for j in prepared])
         if done is _STOP:
             return False
-        return all(self._hand_on(handoff, job) for job in done or [])
+        for job in done or []:
+            jobs.put(jobs.reserve(), job)
+        return True
+
+    def _start_in_flight(self, job: Job, jobs: InOrder) -> None:
+        """Start ``job`` in the network without waiting; it lands in its place in order."""
+        number = jobs.reserve()
+
+        def landed(staged: Any, error: BaseException | None) -> None:
+            if error is None:
+                job.staged = staged
+                jobs.put(number, job)
+                return
+            job.camera.frames.failed()
+            self._hooks.log_error(f"frame failed: {type(error).__name__}: {error}")
+            jobs.put(number, _SKIPPED)
+
+        try:
+            job.served.pipeline.infer_async(job.staged, "confidence" in job.wanted, landed)
+        except Exception as e:  # it never started: its place is filled here
+            landed(None, e)
+
+    def _finisher_alive(self) -> bool:
+        return self._finisher is not None and self._finisher.is_alive()
 
     def _prepare(self, item: tuple[Frame, Camera, Served | None]) -> Job | None:
         return prepare(*item, self._hooks.decode, self._hooks.on_bad_input)
 
-    def _hand_on(self, handoff: queue.Queue[Job | None], job: Job | None) -> bool:
-        finisher = self._finisher
-        while True:
-            try:
-                handoff.put(job, timeout=0.5)
-                return True
-            except queue.Full:
-                if finisher is None or not finisher.is_alive():
-                    return False  # nobody to hand it to (shutting down)
-
-    def _finish_loop(self, handoff: queue.Queue[Job | None]) -> None:
+    def _finish_loop(self, jobs: InOrder) -> None:
         yield_to_dds()
         while True:
-            job = handoff.get()
-            if job is None or self._guarded(self._finish, job, job.camera) is _STOP:
+            job = jobs.get()
+            if job is _END:
+                return
+            if job is not _SKIPPED and self._guarded(self._finish, job, job.camera) is _STOP:
                 return
 
     def _finish(self, job: Job) -> None:

@@ -295,5 +295,6 @@ class SegmentationNode(LifecycleNode):
             input_topic=self._ports.resolved_input(cam),
             input_qos=self._ports.describe_input_qos(cam),
             batching=self._describe_batching(served),
+            in_flight=self._loop.in_flight(),
         )
         return camera_status(inputs)

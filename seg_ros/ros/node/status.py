@@ -31,6 +31,7 @@ class StatusInputs:
     input_topic: str
     input_qos: str
     batching: str
+    in_flight: int  # the node's frames in the network or waiting to be published (all cameras)
 
 
 def describe_settings(s: NodeSettings) -> str:
@@ -55,7 +56,8 @@ def announcement(served: Served, cameras: list[str], batching: str) -> tuple[lis
     info = [
         f"serving {meta.model}/{meta.variant} ({meta.num_classes} {meta.dataset} classes) "
         f"on {pipeline.describe()['backend']} {pipeline.backend.device} "
-        f"{pipeline.config.precision}, network input {h}x{w} (h x w)"
+        f"{pipeline.config.precision}, network input {h}x{w} (h x w); "
+        f"{pipeline.describe_in_flight()}"
     ]
     if len(cameras) > 1:
         info.append(f"cameras {', '.join(cameras)}; batching: {batching}")
@@ -124,6 +126,7 @@ def _counter_values(inputs: StatusInputs, in_rate: float) -> list[tuple[str, str
         (contract.INFERENCE_ERRORS, str(counts.inference_errors)),
         (contract.FRAMES_BATCHED, str(counts.batched)),
         (contract.BATCHING, inputs.batching),
+        (contract.FRAMES_IN_FLIGHT, str(inputs.in_flight)),
         (contract.SUBSCRIBERS, str(inputs.subscribers)),
     ]
 
