@@ -22,7 +22,7 @@ setup: $(VENV)/.deps
 
 # A normal (not editable) install: pip -e would not install launch/, config/ and models/.
 # Redone only when a file that goes into the install changed (it takes ~10 s).
-PACKAGED := $(shell find seg_ros launch config models resource -type f -not -path '*/__pycache__/*') \
+PACKAGED := $(shell find seg_ros launch config models resource scripts -type f -not -path '*/__pycache__/*') \
 	setup.py setup.cfg package.xml
 $(VENV)/.installed: $(VENV)/.deps $(PACKAGED)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --force-reinstall .

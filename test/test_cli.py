@@ -285,3 +285,18 @@ def test_old_option_names_still_work_for_a_release(tool, old, new, dest, value) 
 
     parse = importlib.import_module(f"seg_ros.tools.{tool}").parse_args
     assert getattr(parse(old), dest) == getattr(parse(new), dest) == value
+
+
+def test_the_launch_wrapper_runs_a_module_that_exists() -> None:
+    """launch_ros runs lib/seg_ros/segmentation_node, a shell wrapper around python -m
+    MODULE; it once named the module the node had moved out of (caught only where launch
+    runs)."""
+    import importlib.util
+    import re
+
+    wrapper = (Path(__file__).resolve().parents[1] / "scripts" / "segmentation_node").read_text()
+    modules = set(re.findall(r"-m (\S+)", wrapper))
+    assert modules, wrapper
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, module
