@@ -78,7 +78,16 @@ def test_bench_refuses_unknown_backends_and_fails_when_nothing_ran(tmp_path, cap
     assert "choose from" in capsys.readouterr().err
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not weights")
-    argv = ["--models", "fplnet", "--sizes", "64x96", "--weights", f"fplnet={bad}"]
+    argv = [
+        "--models",
+        "fplnet",
+        "--sizes",
+        "64x96",
+        "--weights",
+        f"fplnet={bad}",
+        "--modes",
+        "latency",
+    ]
     assert bench.main([*argv, "--iterations", "1", "--warmup", "0"]) == 1
     captured = capsys.readouterr()
     assert "nothing was measured" in captured.err
