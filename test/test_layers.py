@@ -116,6 +116,7 @@ NODE_RANKS = {
     "frame_loop": 1,
     "status": 2,
     "camera_io": 2,
+    "model_info": 2,
     "segmentation_node": 3,
     "cli": 4,
     "__main__": 5,

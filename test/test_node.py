@@ -630,3 +630,128 @@ def test_shipped_int8_serves_512x1024_and_agrees_with_fp32(ros_probe, tmp_path) 
     reference = fp32(image).labels
     assert labels.shape == reference.shape == (240, 320)
     assert (labels == reference).mean() >= 0.95, (labels == reference).mean()
+
+
+def test_class_names_follow_the_model_and_are_read_only(swap_node, tmp_path) -> None:
+    import torch
+
+    from seg_ros.models import build_model
+    from seg_ros.weights import WeightsMetadata, save_weights
+
+    node, probe = swap_node, swap_node.probe
+    names = ["class_names", "class_colors"]
+    values_now = probe.get_parameters(node.fqn, names)
+    assert values_now["class_names"] == list(CAMVID.classes)
+    assert values_now["class_colors"][:3] == list(CAMVID.palette[0])
+    result = probe.set_parameters(node.fqn, {"class_names": ["mine"]})[0]
+    assert not result.successful and "read-only" in result.reason
+    # Another model with classes of its own: the parameters follow the switch.
+    torch.manual_seed(0)
+    own = ["ground", "obstacle", "person"]
+    meta = WeightsMetadata(
+        model="fplnet", variant="full", num_classes=3, dataset="own", class_names=own,
+        palette=[[10, 20, 30], [40, 50, 60], [70, 80, 90]], input_size=list(NETWORK_SIZE),
+    )  # fmt: skip
+    path = save_weights(
+        tmp_path / "own.safetensors", build_model("fplnet", "full", 3).state_dict(), meta
+    )
+    assert probe.set_parameters(node.fqn, {"weights": str(path)})[0].successful
+    wait_for(
+        lambda: probe.get_parameters(node.fqn, ["class_names"])["class_names"] == own,
+        what="class_names to follow the switch",
+    )
+    assert probe.get_parameters(node.fqn, ["class_colors"])["class_colors"][-3:] == [70, 80, 90]
+
+
+def test_compressed_outputs_decode_to_the_raw_ones_and_cost_nothing_unsubscribed(node) -> None:
+    import time
+
+    from sensor_msgs.msg import CompressedImage
+
+    from seg_ros.image_codec import decode_compressed_msg
+
+    probe = node.probe
+    # Under the 512 KB shared-memory segment of the test's default (best-effort) camera: a
+    # 640x480 frame would mostly be lost on the way in (docs/BENCHMARKS.md).
+    h, w = 240, 320
+    rgb = scene(h, w, seed=9)
+    node.roundtrip(image_msg(rgb, "rgb8", "before_compressed"))
+    status = node.wait_status(lambda s, v: True, what="a status")
+    assert values(status)["Outputs compressed"] == "0"  # nobody subscribed: nothing encoded
+    collectors = {
+        name: probe.collect(CompressedImage, node.process.topic(f"segmentation/{name}/compressed"))
+        for name in ("labels", "color", "overlay")
+    }
+    try:
+        topic = node.process.topic("segmentation/labels/compressed")
+        wait_for(lambda: probe.node.count_publishers(topic) == 1, what="the compressed publisher")
+        time.sleep(1.0)  # the node's publishers see the new subscriptions
+        raw = node.roundtrip(image_msg(rgb, "rgb8", "compressed_0"))
+        got = {}
+        for name, collector in collectors.items():
+            wait_for(
+                lambda c=collector: any(m.header.frame_id == "compressed_0" for m in c.snapshot()),
+                what=f"{name}/compressed",
+            )
+            got[name] = next(m for m in collector.snapshot() if m.header.frame_id == "compressed_0")
+        assert got["labels"].format == "mono8; png compressed mono8"
+        assert got["color"].format == got["overlay"].format == "rgb8; jpeg compressed bgr8"
+        labels = decode_compressed_msg(got["labels"]).array
+        np.testing.assert_array_equal(labels, to_array(raw["labels"]))  # PNG: lossless
+        for name in ("color", "overlay"):
+            bgr = decode_compressed_msg(got[name]).array
+            error = np.abs(bgr[:, :, ::-1].astype(int) - to_array(raw[name]).astype(int))
+            assert error.mean() < 4.0, (name, error.mean())  # JPEG quality 90
+        sizes = {name: len(msg.data) for name, msg in got.items()}
+        print(f"bytes per {w}x{h} frame: raw labels {h * w}, colour/overlay {h * w * 3};"
+              f" compressed {sizes}")  # fmt: skip
+        assert sizes["labels"] < h * w / 4 and sizes["overlay"] < h * w * 3 / 4
+        status = node.wait_status(lambda s, v: int(v["Outputs compressed"]) >= 3)
+        assert values(status)["Latency compress p50 (ms)"] != "n/a"
+    finally:
+        for collector in collectors.values():
+            probe.uncollect(collector)
+
+
+def test_camera_info_is_paired_by_stamp_and_scaled_to_the_labels(swap_node) -> None:
+    """A camera that publishes camera_info beside its image (as image_transport's camera
+    publisher does): segmentation/camera_info carries the labels' stamp, frame and size, and
+    the intrinsics scaled to it, at output_resolution input and network."""
+    import time
+
+    from sensor_msgs.msg import CameraInfo
+
+    node, probe = swap_node, swap_node.probe
+    info_pub = probe.publisher(CameraInfo, node.process.topic("camera_info"))
+    labels_info = probe.collect(CameraInfo, node.process.topic("segmentation/camera_info"))
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="the node's camera_info reader")
+    wait_for(
+        lambda: probe.node.count_publishers(node.process.topic("segmentation/camera_info")) > 0,
+        what="segmentation/camera_info",
+    )
+
+    def frame_with_info(frame_id: str, sec: int) -> CameraInfo:
+        info = CameraInfo(width=W, height=H, distortion_model="plumb_bob")
+        info.header.stamp.sec, info.header.frame_id = sec, "camera_optical"
+        info.k = [100.0, 0.0, 60.0, 0.0, 90.0, 45.0, 0.0, 0.0, 1.0]
+        info.p = [100.0, 0.0, 60.0, 0.0, 0.0, 90.0, 45.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        info_pub.publish(info)
+        time.sleep(0.3)  # the camera_info first, as a camera driver sends the pair
+        node.roundtrip(image_msg(scene(H, W, seed=2), "rgb8", frame_id, stamp=(sec, 0)))
+        wait_for(
+            lambda: any(m.header.stamp.sec == sec for m in labels_info.snapshot()),
+            what=f"camera_info of {frame_id}",
+        )
+        return next(m for m in labels_info.snapshot() if m.header.stamp.sec == sec)
+
+    out = frame_with_info("info_input", 4100)
+    assert out.header.frame_id == "info_input" and (out.height, out.width) == (H, W)
+    assert list(out.k) == [100.0, 0.0, 60.0, 0.0, 90.0, 45.0, 0.0, 0.0, 1.0]
+    assert probe.set_parameters(node.fqn, {"output_resolution": "network"})[0].successful
+    out = frame_with_info("info_network", 4200)
+    h, w = NETWORK_SIZE
+    assert (out.height, out.width) == (h, w)
+    sx, sy = w / W, h / H
+    np.testing.assert_allclose(list(out.k), [100 * sx, 0, 60 * sx, 0, 90 * sy, 45 * sy, 0, 0, 1])
+    status = node.wait_status(lambda s, v: "2 received" in v.get("Camera info", ""))
+    assert values(status)["Camera info"].startswith(node.process.topic("camera_info"))

@@ -313,6 +313,7 @@ def test_frame_loop_steps_count_skips_bad_inputs_and_publish_what_is_wanted() ->
         frames=CameraFrames(),
         wanted=lambda: [],
         publish=lambda name, array, header: published.__setitem__(name, array),
+        publish_info=lambda header, size: None,
     )
     told = []
     served = Served(StandInPipeline(), FrameOptions(), {})
@@ -494,7 +495,11 @@ def test_frames_in_flight_leave_in_order_each_with_its_own_header() -> None:
                 published.append((name, header.frame_id, int(array[0, 0])))
 
         return SimpleNamespace(
-            name=name, frames=CameraFrames(), wanted=lambda: ["labels"], publish=publish
+            name=name,
+            frames=CameraFrames(),
+            wanted=lambda: ["labels"],
+            publish=publish,
+            publish_info=lambda header, size: None,
         )
 
     names = ["front", "left", "right"]
@@ -534,3 +539,61 @@ def test_frames_in_flight_leave_in_order_each_with_its_own_header() -> None:
     for n in names:  # and each camera's outputs leave in the order its frames came
         order = [int(f.split("_")[1]) for c, f, _ in published if c == n]
         assert order == sorted(order) and len(set(order)) == len(order)
+
+
+def test_label_info_follows_vision_msgs_conventions() -> None:
+    """vision_msgs is no registry package here: LabelInfo is checked against a stand-in with
+    its fields (header, class_map of VisionClass(class_id, class_name), threshold)."""
+    from dataclasses import dataclass, field
+
+    from seg_ros.labels import CAMVID
+    from seg_ros.ros.node.model_info import label_info, model_values
+
+    @dataclass
+    class VisionClass:
+        class_id: int = 0
+        class_name: str = ""
+
+    @dataclass
+    class LabelInfo:
+        header: object = field(default_factory=lambda: SimpleNamespace(stamp=None))
+        class_map: list = field(default_factory=list)
+        threshold: float = 0.0
+
+    meta = SimpleNamespace(
+        class_names=list(CAMVID.classes), palette=[list(c) for c in CAMVID.palette]
+    )
+    msg = label_info(meta, LabelInfo, VisionClass)
+    ids = [c.class_id for c in msg.class_map]
+    assert ids == [*range(len(CAMVID.classes)), 255]  # 255: unlabeled, as vision_msgs has it
+    assert [c.class_name for c in msg.class_map] == [*CAMVID.classes, "unlabeled"]
+    values = model_values(meta)
+    assert values["class_names"] == list(CAMVID.classes)
+    assert values["class_colors"][:3] == list(CAMVID.palette[0])
+    assert len(values["class_colors"]) == 3 * len(CAMVID.classes)
+
+
+def test_camera_info_is_scaled_to_the_labels_and_paired_by_stamp() -> None:
+    from sensor_msgs.msg import CameraInfo
+
+    from seg_ros.ros.camera_info import KEEP, CameraInfoPairs, camera_info_topic, scaled
+
+    assert camera_info_topic("/cam/image_raw") == "/cam/camera_info"
+    assert camera_info_topic("/robot/front/image") == "/robot/front/camera_info"
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob")
+    info.k = [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
+    info.p = [500.0, 0.0, 320.0, -25.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.roi.x_offset, info.roi.width, info.roi.y_offset, info.roi.height = 64, 320, 48, 240
+    header = SimpleNamespace(frame_id="labels")
+    out = scaled(info, 480, 360, header)  # 640x480 -> 480x360: 0.75 both ways
+    assert (out.width, out.height) == (480, 360) and out.header is header
+    assert list(out.k) == [375.0, 0.0, 240.0, 0.0, 382.5, 180.0, 0.0, 0.0, 1.0]
+    assert list(out.p)[:7] == [375.0, 0.0, 240.0, -18.75, 0.0, 382.5, 180.0]
+    assert (out.roi.x_offset, out.roi.width, out.roi.y_offset, out.roi.height) == (48, 240, 36, 180)
+    assert info.width == 640 and info.k[0] == 500.0  # the camera's own is unchanged
+    pairs = CameraInfoPairs()
+    for stamp in range(KEEP + 3):
+        pairs.put(stamp, stamp)
+    assert pairs.take(KEEP + 2) == KEEP + 2 and pairs.take(KEEP + 2) is None
+    assert pairs.take(0) is None  # fell out of the window: counted as matching no frame
+    assert (pairs.received, pairs.unmatched) == (KEEP + 3, 3)

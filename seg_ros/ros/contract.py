@@ -30,6 +30,13 @@ OUTPUTS = {
 }
 OUTPUT_NAMES = tuple(OUTPUTS)
 OUTPUTS_ON_BY_DEFAULT = ("labels", "color", "overlay")
+# image_transport's compressed variant of each raw output ("<topic>/compressed"): PNG for the
+# labels (class ids must survive), JPEG for colour and overlay.
+COMPRESSED_FORMATS = {"labels": "png", "color": "jpeg", "overlay": "jpeg"}
+LABEL_INFO_TOPIC = "segmentation/label_info"  # vision_msgs/LabelInfo, where it is installed
+# The labels' camera_info: the camera's own (read beside the image topic) scaled to the labels.
+CAMERA_INFO_TOPIC = "segmentation/camera_info"
+CAMERA_INFO_KEY = "Camera info"  # its topic and how many came; unmatched ones are counted
 # Logged (ERROR) when the first pipeline cannot be built; the node then waits for parameters.
 START_FAILURE = "cannot build the pipeline"
 
@@ -79,6 +86,7 @@ BUILDING = "Building"
 LAST_ERROR = "Last error"
 FRAMES_BATCHED = "Frames run in batches"  # of processed: with other cameras' frames
 BATCHING = "Batching"  # how the node batches cameras' frames on this backend
+FRAMES_COMPRESSED = "Outputs compressed"  # PNG/JPEG encodings: none while unsubscribed
 FRAMES_IN_FLIGHT = "Frames in flight"  # now: in the network or waiting to be published
 INFERENCE_MODE = "Inference mode"  # describe_key("inference_mode"): mode and frames in flight
 COUNTERS = (
@@ -89,6 +97,7 @@ COUNTERS = (
     BAD_INPUTS,
     INFERENCE_ERRORS,
     FRAMES_BATCHED,
+    FRAMES_COMPRESSED,
     OUTPUT_FREQUENCY,
 )
 # The pipeline the node serves: Pipeline.describe()'s names, each under describe_key(name).
@@ -105,6 +114,7 @@ LATENCY_STAGES = (
     ("inference", "inference"),
     ("postprocess", "postprocess"),
     ("publish", "publish"),
+    ("compress", "compress"),  # PNG/JPEG of the compressed outputs, only while subscribed
     ("receipt_to_publish", "receipt to publish"),
     ("stamp_to_publish", "stamp to publish"),
 )

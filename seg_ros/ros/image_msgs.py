@@ -71,9 +71,13 @@ class ReusedImageBuffer:
 
 
 def to_compressed_msg(
-    image: np.ndarray, header: Header, fmt: str = "jpeg", color_order: str = "rgb"
+    image: np.ndarray,
+    header: Header,
+    fmt: str = "jpeg",
+    color_order: str = "rgb",
+    quality: int = 90,
 ) -> CompressedImage:
-    format_string, data = encode_compressed(image, fmt, color_order)
+    format_string, data = encode_compressed(image, fmt, color_order, quality)
     msg = CompressedImage(header=header, format=format_string)
     msg.data = _byte_array(data)
     return msg

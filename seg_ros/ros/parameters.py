@@ -92,6 +92,7 @@ class NodeSettings:
     publish_color: bool = True
     publish_overlay: bool = True
     publish_confidence: bool = False
+    jpeg_quality: int = 90
     min_confidence: float = _PIPELINE.min_confidence
     input_transport: str = "raw"
     input_qos: str = "auto"
@@ -231,6 +232,13 @@ SPECS: tuple[ParamSpec, ...] = (
         "publish_confidence",
         "Publish segmentation/confidence (mono8: the winning class's softmax probability "
         "x 255, computed while subscribed).",
+    ),
+    ParamSpec(
+        "jpeg_quality",
+        "JPEG quality of segmentation/color/compressed and segmentation/overlay/compressed "
+        "(labels/compressed is PNG: lossless, the class ids survive). Compressed outputs are "
+        "encoded only while subscribed.",
+        int_range=(1, 100),
     ),
     ParamSpec(
         "min_confidence",

@@ -11,10 +11,18 @@ from typing import Any
 
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from seg_ros.ros.contract import COMPRESSED_INPUT_TOPIC, INPUT_TOPIC, OUTPUTS, camera_topic
-from seg_ros.ros.image_msgs import ReusedImageBuffer
+from seg_ros.ros.camera_info import CameraInfoPairs, camera_info_topic, scaled
+from seg_ros.ros.contract import (
+    CAMERA_INFO_TOPIC,
+    COMPRESSED_FORMATS,
+    COMPRESSED_INPUT_TOPIC,
+    INPUT_TOPIC,
+    OUTPUTS,
+    camera_topic,
+)
+from seg_ros.ros.image_msgs import ReusedImageBuffer, to_compressed_msg
 from seg_ros.ros.latest_frame import Frame, LatestFrameSlot
 from seg_ros.ros.node.frame_loop import CameraFrames
 from seg_ros.ros.parameters import NodeSettings
@@ -28,6 +36,13 @@ OUTPUT_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 QOS_RECHECK_S = 1.0
+# camera_info: best effort, a few deep (matches reliable and best-effort camera drivers alike).
+INFO_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=5,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 
 
 def input_qos(name: str, publishers: list[Any] | None = None) -> QoSProfile:
@@ -71,6 +86,14 @@ class CameraIO:
     subscription: Any = None
     subscription_qos: QoSProfile | None = None
     publishers: dict[str, Any] = field(default_factory=dict)
+    compressed: dict[str, Any] = field(default_factory=dict)  # name -> its /compressed publisher
+    jpeg_quality: int = 90
+    infos: CameraInfoPairs = field(default_factory=CameraInfoPairs)
+    info_subscription: Any = None
+    info_topic: str = ""
+    info_publisher: Any = None  # segmentation/camera_info, scaled to the labels' size
+    logger: Any = None
+    _told_no_info: bool = False
     buffers: dict[str, ReusedImageBuffer] = field(
         default_factory=lambda: {name: ReusedImageBuffer() for name in OUTPUTS}
     )
@@ -79,20 +102,48 @@ class CameraIO:
         return camera_topic(self.name, relative)
 
     def wanted(self) -> list[str]:
-        """Enabled outputs someone subscribes to: the only ones computed."""
+        """Enabled outputs someone subscribes to, raw or compressed: the only ones computed."""
         with self.io_lock:
-            return [n for n, pub in self.publishers.items() if pub.get_subscription_count()]
+            return [n for n in self.publishers if self._subscribers(n)]
+
+    def _subscribers(self, name: str) -> int:
+        pubs = (self.publishers.get(name), self.compressed.get(name))
+        return sum(p.get_subscription_count() for p in pubs if p is not None)
 
     def subscribers(self) -> int:
         with self.io_lock:
-            return sum(p.get_subscription_count() for p in self.publishers.values())
+            return sum(self._subscribers(n) for n in self.publishers)
+
+    def publish_info(self, header: Any, size: tuple[int, int]) -> None:
+        """segmentation/camera_info for a published frame: its camera's camera_info of the
+        same stamp, scaled to ``size`` (h, w) of the labels; none without a camera_info."""
+        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        info = self.infos.take(stamp)
+        if info is None:
+            if self.infos.received == 0 and not self._told_no_info and self.logger is not None:
+                self._told_no_info = True
+                self.logger.info(
+                    f"no camera_info on {self.info_topic} (yet): segmentation/camera_info is "
+                    "published once it comes"
+                )
+            return
+        with self.io_lock:
+            if self.info_publisher is not None:
+                self.info_publisher.publish(scaled(info, size[1], size[0], header))
 
     def publish(self, name: str, array: Any, header: Any) -> None:
+        """The raw output and its compressed variant, each only while subscribed."""
         with self.io_lock:
             pub = self.publishers.get(name)
-            if pub is not None:
+            if pub is not None and pub.get_subscription_count():
                 # publish() serialises before it returns, so the buffer is free again.
                 pub.publish(self.buffers[name](array, OUTPUTS[name].encoding, header))
+            pub = self.compressed.get(name)
+            if pub is not None and pub.get_subscription_count():
+                start = time.perf_counter()
+                fmt = COMPRESSED_FORMATS[name]
+                pub.publish(to_compressed_msg(array, header, fmt, quality=self.jpeg_quality))
+                self.frames.compressed((time.perf_counter() - start) * 1e3)
 
 
 class CameraPorts:
@@ -119,6 +170,7 @@ class CameraPorts:
     def subscribe(self) -> None:
         for cam in self.cameras.values():
             self._subscribe_camera(cam)
+            self._subscribe_info(cam)
         if self._qos_timer is None:
             self._qos_timer = self._node.create_timer(QOS_RECHECK_S, self._recheck_input_qos)
 
@@ -130,6 +182,9 @@ class CameraPorts:
             if cam.subscription is not None:
                 self._node.destroy_subscription(cam.subscription)
                 cam.subscription = None
+            if cam.info_subscription is not None:
+                self._node.destroy_subscription(cam.info_subscription)
+                cam.info_subscription = None
 
     def describe_input_qos(self, cam: CameraIO) -> str:
         qos = cam.subscription_qos
@@ -142,6 +197,18 @@ class CameraPorts:
         if setting == "auto":
             publishers = self._node.get_publishers_info_by_topic(self.resolved_input(cam))
         return input_qos(setting, publishers)
+
+    def _subscribe_info(self, cam: CameraIO) -> None:
+        """The camera_info beside the image topic (image_transport's camera subscriber)."""
+        cam.info_topic = camera_info_topic(self._node.resolve_topic_name(cam.topic(INPUT_TOPIC)))
+        cam.logger = self._node.get_logger()
+
+        def on_info(msg: Any) -> None:
+            cam.infos.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+
+        cam.info_subscription = self._node.create_subscription(
+            CameraInfo, cam.info_topic, on_info, INFO_QOS
+        )
 
     def _subscribe_camera(self, cam: CameraIO) -> None:
         compressed = self._settings().input_transport == "compressed"
@@ -184,24 +251,41 @@ class CameraPorts:
         settings = self._settings()
         for cam in self.cameras.values():
             with cam.io_lock:
+                cam.jpeg_quality = int(settings.jpeg_quality)
+                if cam.info_publisher is None:
+                    topic = cam.topic(CAMERA_INFO_TOPIC)
+                    cam.info_publisher = self._lifecycle_publisher(CameraInfo, topic, active)
                 for name, output in OUTPUTS.items():
                     enabled = bool(getattr(settings, output.flag))
-                    if enabled and name not in cam.publishers:
-                        pub = self._node.create_lifecycle_publisher(
-                            Image, cam.topic(output.topic), OUTPUT_QOS
+                    topics = [(cam.publishers, Image, output.topic)]
+                    if name in COMPRESSED_FORMATS:
+                        topics.append(
+                            (cam.compressed, CompressedImage, f"{output.topic}/compressed")
                         )
-                        if active:
-                            pub.on_activate(None)
-                        cam.publishers[name] = pub
-                    elif not enabled and name in cam.publishers:
-                        self._node.destroy_lifecycle_publisher(cam.publishers.pop(name))
+                    for pubs, msg_type, topic in topics:
+                        if enabled and name not in pubs:
+                            pubs[name] = self._lifecycle_publisher(
+                                msg_type, cam.topic(topic), active
+                            )
+                        elif not enabled and name in pubs:
+                            self._node.destroy_lifecycle_publisher(pubs.pop(name))
+
+    def _lifecycle_publisher(self, msg_type: Any, topic: str, active: bool) -> Any:
+        pub = self._node.create_lifecycle_publisher(msg_type, topic, OUTPUT_QOS)
+        if active:
+            pub.on_activate(None)
+        return pub
 
     def destroy_publishers(self) -> None:
         for cam in self.cameras.values():
             with cam.io_lock:
-                for pub in cam.publishers.values():
-                    self._node.destroy_lifecycle_publisher(pub)
-                cam.publishers.clear()
+                for pubs in (cam.publishers, cam.compressed):
+                    for pub in pubs.values():
+                        self._node.destroy_lifecycle_publisher(pub)
+                    pubs.clear()
+                if cam.info_publisher is not None:
+                    self._node.destroy_lifecycle_publisher(cam.info_publisher)
+                    cam.info_publisher = None
 
     def output_topics(self, cam: CameraIO) -> list[str]:
         with cam.io_lock:

@@ -54,6 +54,7 @@ class Counts:
     last_bad_input: str = ""
     inference_errors: int = 0
     batched: int = 0  # of processed: run in a batch with other cameras' frames
+    compressed: int = 0  # outputs encoded for a compressed topic (none while unsubscribed)
 
 
 class CameraFrames:
@@ -93,6 +94,11 @@ class CameraFrames:
         with self._lock:
             self._counts.inference_errors += 1
 
+    def compressed(self, milliseconds: float) -> None:
+        self.latency.add("compress", milliseconds)
+        with self._lock:
+            self._counts.compressed += 1
+
     def published(self, batch_size: int) -> None:
         self.out_rate.tick()
         with self._lock:
@@ -109,6 +115,8 @@ class Camera(Protocol):
     def wanted(self) -> list[str]: ...  # enabled outputs someone subscribes to
 
     def publish(self, name: str, array: Any, header: Any) -> None: ...
+
+    def publish_info(self, header: Any, size: tuple[int, int]) -> None: ...
 
 
 @dataclass
@@ -181,6 +189,7 @@ def finish(job: Job, now_ns: Callable[[], int], stamp_ns: int) -> None:
     for name in job.wanted:
         if arrays.get(name) is not None:
             job.camera.publish(name, arrays[name], header)
+    job.camera.publish_info(header, result.labels.shape[:2])
     done_ns = time.monotonic_ns()
     now = now_ns()
     frames = job.camera.frames

@@ -23,12 +23,13 @@ from seg_ros.ros.latest_frame import SlotGroup
 from seg_ros.ros.node import ros_log
 from seg_ros.ros.node.camera_io import CameraIO, CameraPorts
 from seg_ros.ros.node.frame_loop import FrameLoop, LoopHooks, describe_batching
+from seg_ros.ros.node.model_info import MODEL_PARAMS, READ_ONLY, ModelInfo
 from seg_ros.ros.node.serving import Served, Serving
 from seg_ros.ros.node.status import (
-    StatusInputs,
     announcement,
     camera_status,
     describe_settings,
+    gather,
 )
 from seg_ros.ros.parameters import (
     LIVE_PARAMS,
@@ -81,9 +82,12 @@ class SegmentationNode(LifecycleNode):
                 log_error=lambda text: self.get_logger().error(
                     text, throttle_duration_sec=LOG_PERIOD_S
                 ),
-                on_bad_input=self._log_bad_input,
+                on_bad_input=lambda count, why: self.get_logger().warning(
+                    f"bad input ({count} so far): {why}", throttle_duration_sec=LOG_PERIOD_S
+                ),
             ),
         )
+        self._model_info = ModelInfo(self)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._diagnostics_timer = self.create_timer(
             self._settings.diagnostics_period, self._publish_diagnostics
@@ -106,6 +110,9 @@ class SegmentationNode(LifecycleNode):
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         if self._internal_set:
             return SetParametersResult(successful=True)
+        model_params = [p.name for p in params if p.name in MODEL_PARAMS]
+        if model_params:
+            return SetParametersResult(successful=False, reason=f"{model_params[0]}: {READ_ONLY}")
         current = self._read_settings if self._declared else None
         try:
             reason = check_change({p.name: p.value for p in params}, current)
@@ -130,7 +137,7 @@ class SegmentationNode(LifecycleNode):
         if self._lifecycle == "active" and names & {"input_transport", "input_qos"}:
             self._ports.unsubscribe()
             self._ports.subscribe()
-        if self._lifecycle in SERVING_STATES and names & OUTPUTS_FLAGS:
+        if self._lifecycle in SERVING_STATES and names & {*OUTPUTS_FLAGS, "jpeg_quality"}:
             self._ports.sync_publishers(active=self._lifecycle == "active")
         if names & LIVE_PARAMS:
             self._serving.set_options(new)
@@ -227,6 +234,7 @@ class SegmentationNode(LifecycleNode):
         self._loop.stop()
 
     def _unconfigure(self) -> None:
+        self._model_info.clear()
         self._ports.destroy_publishers()
         self._serving.release()
         for cam in self._cameras.values():
@@ -242,18 +250,24 @@ class SegmentationNode(LifecycleNode):
         self.get_logger().error(f"pipeline switch failed, keeping the current one: {outcome.error}")
         if outcome.revert:
             revert = [Parameter(k, value=v) for k, v in outcome.revert.items()]
-            self._internal_set = True
-            try:
-                self.set_parameters_atomically(revert)
-            finally:
-                self._internal_set = False
+            self._set_internally(lambda: self.set_parameters_atomically(revert))
             self.get_logger().warning(
                 "reverted " + ", ".join(f"{p.name}={p.value!r}" for p in revert)
             )
 
+    def _set_internally(self, change: Any) -> None:
+        """A change of the node's own (a revert, the model's class names): not checked, not
+        acted on."""
+        self._internal_set = True
+        try:
+            change()
+        finally:
+            self._internal_set = False
+
     def _announce(self, served: Served | None) -> None:
         if served is None:
             return
+        self._model_info.show(served.pipeline.metadata, self._set_internally)
         info, warning = announcement(served, self.cameras, self._describe_batching(served))
         for line in info:
             self.get_logger().info(line)
@@ -261,11 +275,6 @@ class SegmentationNode(LifecycleNode):
             self.get_logger().warning(warning)
 
     # ---------------------------------------------------------------- logs and diagnostics
-
-    def _log_bad_input(self, count: int, reason: str) -> None:
-        self.get_logger().warning(
-            f"bad input ({count} so far): {reason}", throttle_duration_sec=LOG_PERIOD_S
-        )
 
     def _describe_batching(self, served: Served | None) -> str:
         s = self._settings
@@ -278,23 +287,12 @@ class SegmentationNode(LifecycleNode):
 
     def diagnostic_status(self, camera: str = "") -> Any:
         """The status of one camera (the only one of a single-camera node)."""
-        cam = self._cameras[camera]
         served = self._serving.served
-        load_error, swap_error = self._serving.errors()
-        inputs = StatusInputs(
-            name=status_name(self.get_fully_qualified_name(), camera.strip("/")),
-            lifecycle=self._lifecycle,
-            settings=self._settings,
-            served=served,
-            load_error=load_error,
-            swap_error=swap_error,
-            building=self._serving.builder.building,
-            frames=cam.frames,
-            slot_counts=cam.slot.counts(),
-            subscribers=cam.subscribers(),
-            input_topic=self._ports.resolved_input(cam),
-            input_qos=self._ports.describe_input_qos(cam),
-            batching=self._describe_batching(served),
-            in_flight=self._loop.in_flight(),
+        return camera_status(
+            gather(
+                status_name(self.get_fully_qualified_name(), camera.strip("/")),
+                (self._lifecycle, self._settings, self._serving, served),
+                (self._cameras[camera], self._ports, self._loop.in_flight()),
+                self._describe_batching(served),
+            )
         )
-        return camera_status(inputs)

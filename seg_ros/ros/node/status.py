@@ -31,7 +31,36 @@ class StatusInputs:
     input_topic: str
     input_qos: str
     batching: str
+    camera_info: str  # its topic, how many came, how many matched no frame
     in_flight: int  # the node's frames in the network or waiting to be published (all cameras)
+
+
+def gather(name: str, node: tuple, camera: tuple, batching: str) -> StatusInputs:
+    """The snapshot of one camera's status: ``node`` = (lifecycle, settings, serving,
+    served), ``camera`` = (its CameraIO, the CameraPorts, the frames in flight)."""
+    lifecycle, settings, serving, served = node
+    cam, ports, in_flight = camera
+    load_error, swap_error = serving.errors()
+    return StatusInputs(
+        name=name,
+        lifecycle=lifecycle,
+        settings=settings,
+        served=served,
+        load_error=load_error,
+        swap_error=swap_error,
+        building=serving.builder.building,
+        frames=cam.frames,
+        slot_counts=cam.slot.counts(),
+        subscribers=cam.subscribers(),
+        input_topic=ports.resolved_input(cam),
+        input_qos=ports.describe_input_qos(cam),
+        batching=batching,
+        camera_info=(
+            f"{cam.info_topic or 'not subscribed'}: {cam.infos.received} received, "
+            f"{cam.infos.unmatched} matched no frame"
+        ),
+        in_flight=in_flight,
+    )
 
 
 def describe_settings(s: NodeSettings) -> str:
@@ -125,6 +154,8 @@ def _counter_values(inputs: StatusInputs, in_rate: float) -> list[tuple[str, str
         (contract.LAST_BAD_INPUT, counts.last_bad_input or "none"),
         (contract.INFERENCE_ERRORS, str(counts.inference_errors)),
         (contract.FRAMES_BATCHED, str(counts.batched)),
+        (contract.FRAMES_COMPRESSED, str(counts.compressed)),
+        (contract.CAMERA_INFO_KEY, inputs.camera_info),
         (contract.BATCHING, inputs.batching),
         (contract.FRAMES_IN_FLIGHT, str(inputs.in_flight)),
         (contract.SUBSCRIBERS, str(inputs.subscribers)),
