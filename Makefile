@@ -7,7 +7,7 @@ export AMENT_PREFIX_PATH := $(abspath $(VENV))
 # No DDS variables here: seg_ros' own processes tune their Fast DDS participant themselves
 # (seg_ros/ros/dds_tuning.py) and stay compatible with default-configured peers.
 
-.PHONY: setup install demo test test-unit lint format compat
+.PHONY: setup install demo test test-unit lint format compat jazzy
 
 $(VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,31 @@ format: setup
 compat: setup
 	$(PY) test/python_versions.py build
 
-test: install lint compat
+# ROS 2 Jazzy (the LTS most robots run) beside the Kilted wheels the suite uses: a venv of
+# Jazzy's PyPI wheels (rclpy 7.1.6), in which the node's DDS tests run again.
+JAZZY_VENV ?= .venv-jazzy
+JAZZY_PY := $(JAZZY_VENV)/bin/python
+JAZZY_WHEELS := ros-jazzy-rclpy ros-jazzy-std-msgs ros-jazzy-sensor-msgs ros-jazzy-diagnostic-msgs \
+	ros-jazzy-rcl-interfaces ros-jazzy-lifecycle-msgs ros-jazzy-rmw-fastrtps-cpp \
+	ros-jazzy-rmw-implementation ros-jazzy-ament-index-python
+JAZZY_TESTS := test/test_node.py test/test_node_lifecycle.py test/test_node_cameras.py \
+	test/test_node_in_flight.py test/test_node_graph.py test/test_node_latest_frame.py
+
+$(JAZZY_VENV)/.deps: setup.py
+	$(PYTHON) -m venv $(JAZZY_VENV)
+	$(JAZZY_PY) -m pip install --quiet --upgrade pip
+	$(JAZZY_PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(JAZZY_PY) -m pip install --quiet $(JAZZY_WHEELS)
+	# seg_ros without its Kilted extra ("ros"): the tests import the checkout's code.
+	$(JAZZY_PY) -m pip install --quiet --no-build-isolation '.[onnx,openvino,bag,test]'
+	touch $@
+
+jazzy: $(JAZZY_VENV)/.deps
+
+test: install lint compat jazzy
 	$(PY) -m pytest test $(PYTEST_ARGS)
+	$(JAZZY_PY) test/ros_distro.py jazzy
+	$(JAZZY_PY) -m pytest $(JAZZY_TESTS) $(PYTEST_ARGS)
 
 # The edit loop: unit tests only (in-process: no DDS, no subprocess; conftest.py checks it).
 # `make test` stays the whole suite and CI's command.
