@@ -163,3 +163,41 @@ def test_node_serves_openvino_and_hot_swaps_under_load(ros_probe, weights, tmp_p
     finally:
         code = n.close()
     assert code == 0, n.process.log()[-3000:]
+
+
+def test_a_640x480_camera_with_camera_info(node) -> None:
+    """A default-configured camera (reliable) publishing 640x480 frames with their
+    camera_info beside them: segmentation/camera_info carries each frame's stamp and the
+    labels' size and intrinsics."""
+    from ros_fixtures import image_msg, wait_for
+    from sensor_msgs.msg import CameraInfo, Image
+
+    probe = node.probe
+    camera = probe.publisher(Image, node.process.topic("image"))  # rclpy's default QoS
+    info_pub = probe.publisher(CameraInfo, node.process.topic("camera_info"))
+    labels = probe.collect(Image, node.process.topic("segmentation/labels"))
+    infos = probe.collect(CameraInfo, node.process.topic("segmentation/camera_info"))
+    try:
+        node.wait_status(lambda s, v: v.get("Input QoS") == "auto: reliable", what="reliable")
+        wait_for(lambda: info_pub.get_subscription_count() > 0, what="the camera_info reader")
+        rgb = scene(480, 640, seed=4)
+        for sec in (5001, 5002, 5003):
+            info = CameraInfo(width=640, height=480, distortion_model="plumb_bob")
+            info.header.stamp.sec, info.header.frame_id = sec, "camera_optical"
+            info.k = [520.0, 0.0, 320.0, 0.0, 520.0, 240.0, 0.0, 0.0, 1.0]
+            info.p = [520.0, 0.0, 320.0, 0.0, 0.0, 520.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            info_pub.publish(info)
+            time.sleep(0.2)
+            camera.publish(image_msg(rgb, "rgb8", f"cam_{sec}", stamp=(sec, 0)))
+            wait_for(
+                lambda s=sec: any(m.header.stamp.sec == s for m in infos.snapshot()),
+                what=f"segmentation/camera_info of {sec}",
+            )
+        for msg in infos.snapshot():
+            assert msg.header.frame_id.startswith("cam_")
+            assert (msg.width, msg.height) == (640, 480) and msg.k[0] == 520.0
+        stamps = {m.header.stamp.sec for m in labels.snapshot()}
+        assert {m.header.stamp.sec for m in infos.snapshot()} <= stamps  # paired with labels
+    finally:
+        probe.uncollect(labels)
+        probe.uncollect(infos)
