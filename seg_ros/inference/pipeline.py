@@ -137,9 +137,6 @@ class Pipeline:
             self._remove_temporary()
         if config.parity_check:
             self._check_parity()
-        if config.inference_mode == "throughput" and self.backend.in_flight == 1:
-            note = self.backend.in_flight_note or f"{self.backend_name} runs one frame at a time"
-            self.backend.in_flight_note = note
         self._lut = postprocess.palette_lut(self.metadata.palette)
         self._describe_backend = self.backend.describe()
 
@@ -434,8 +431,10 @@ class Pipeline:
         mode, n = self.config.inference_mode, self.backend.in_flight
         if n > 1:
             return f"{mode}: up to {n} frames in flight"
-        note = self.backend.in_flight_note
-        return f"{mode}: one frame at a time" + (f" ({note})" if note else "")
+        if mode == "latency":
+            return "latency: one frame at a time"
+        note = self.backend.in_flight_note or f"{self.backend_name} runs one frame at a time"
+        return f"{mode}: one frame at a time ({note})"
 
     def describe(self) -> dict[str, str]:
         c, m = self.config, self.metadata

@@ -12,6 +12,11 @@ from typing import Any
 KEEP = 30  # camera_info messages remembered: a second at 30 Hz, ahead of or behind frames
 
 
+def stamp_ns(header: Any) -> int:
+    """A header's stamp as integer nanoseconds: the key camera_info and frames pair on."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def camera_info_topic(image_topic: str) -> str:
     """image_transport's rule: camera_info sits beside the image (``/cam/image_raw`` ->
     ``/cam/camera_info``), whatever the image topic's own name."""

@@ -267,7 +267,7 @@ class OpenVINOBackend(Backend):
 
     def start(self, batch: Any, done: Any) -> None:
         if self.queue is None:
-            done(self.infer(batch))
+            super().start(batch, done)
             return
         self.queue.start_async({0: batch}, done)  # waits while every request is busy
 

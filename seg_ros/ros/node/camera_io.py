@@ -13,7 +13,7 @@ from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from seg_ros.ros.camera_info import CameraInfoPairs, camera_info_topic, scaled
+from seg_ros.ros.camera_info import CameraInfoPairs, camera_info_topic, scaled, stamp_ns
 from seg_ros.ros.contract import (
     CAMERA_INFO_TOPIC,
     COMPRESSED_FORMATS,
@@ -117,8 +117,7 @@ class CameraIO:
     def publish_info(self, header: Any, size: tuple[int, int]) -> None:
         """segmentation/camera_info for a published frame: its camera's camera_info of the
         same stamp, scaled to ``size`` (h, w) of the labels; none without a camera_info."""
-        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        info = self.infos.take(stamp)
+        info = self.infos.take(stamp_ns(header))
         if info is None:
             if self.infos.received == 0 and not self._told_no_info and self.logger is not None:
                 self._told_no_info = True
@@ -204,7 +203,7 @@ class CameraPorts:
         cam.logger = self._node.get_logger()
 
         def on_info(msg: Any) -> None:
-            cam.infos.put(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+            cam.infos.put(stamp_ns(msg.header), msg)
 
         cam.info_subscription = self._node.create_subscription(
             CameraInfo, cam.info_topic, on_info, INFO_QOS
