@@ -150,3 +150,14 @@ def load_label_set(path: str | Path, name: str | None = None) -> LabelSet:
         raise ValueError(f"{path}: expected a 'classes:' list of class names")
     label_name = data.get("name") or name or path.resolve().parent.name
     return custom_label_set(str(label_name), data["classes"], data.get("palette"))
+
+
+def class_mismatch(model: Sequence[str], data: Sequence[str]) -> str | None:
+    """Why a model's classes cannot be scored against a dataset's, or None: ids are compared,
+    so the names must match id for id (a swapped pair would score one class as another)."""
+    if len(model) != len(data):
+        return f"the model predicts {len(model)} classes, the dataset has {len(data)}"
+    for i, (a, b) in enumerate(zip(model, data)):
+        if a.strip().lower() != b.strip().lower():
+            return f"class id {i} is {a!r} for the model but {b!r} in the dataset's classes"
+    return None

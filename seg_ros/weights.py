@@ -20,6 +20,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# Why torch refuses an ONNX model: the one wording, for the pipeline, the node and the tools.
+TORCH_RUNS_OWN_NETWORKS = (
+    "an ONNX model runs on onnxruntime, openvino or tensorrt; the torch backend runs only "
+    "seg_ros' own networks (fplnet, rgpnet, desanet) from safetensors weights"
+)
+
+
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable, or does not describe the requested model."""
 
@@ -37,6 +44,10 @@ class WeightsMetadata:
     input_size: list[int] = field(default_factory=lambda: [360, 480])  # height, width
     model_options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # What the network's one output holds (logits | probabilities | labels: own models,
+    # seg_ros.own_model) and the channel order it takes; seg_ros networks: logits, rgb.
+    output: str = "logits"
+    color_order: str = "rgb"
 
     def to_strings(self) -> dict[str, str]:
         out = {"format": FORMAT}
@@ -58,7 +69,7 @@ class WeightsMetadata:
         kwargs: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             if name in raw:
-                plain = name in ("model", "variant", "dataset")
+                plain = name in ("model", "variant", "dataset", "output", "color_order")
                 kwargs[name] = raw[name] if plain else _json(raw[name], name, source)
         meta = cls(**kwargs)
         meta.validate(source)
@@ -73,6 +84,12 @@ class WeightsMetadata:
             raise WeightsError(f"{source}: palette must hold {self.num_classes} RGB triples")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise WeightsError(f"{source}: mean/std must be 3 values with std > 0")
+        if self.output not in ("logits", "probabilities", "labels"):
+            raise WeightsError(
+                f"{source}: output {self.output!r} is not logits, probabilities or labels"
+            )
+        if self.color_order not in ("rgb", "bgr"):
+            raise WeightsError(f"{source}: color_order {self.color_order!r} is not rgb or bgr")
 
 
 def _json(text: str, name: str, source: str) -> Any:
@@ -110,9 +127,14 @@ def save_half_weights(source: str | Path, path: str | Path) -> Path:
 
 
 def read_metadata(path: str | Path) -> WeightsMetadata:
-    """Read only the header: cheap, and enough to know the model before building it."""
+    """Read only the header: cheap, and enough to know the model before building it. An ONNX
+    file (your own model) is read with its description (seg_ros.own_model)."""
     from safetensors import safe_open
 
+    from seg_ros.own_model import is_onnx_model, read_own_model
+
+    if is_onnx_model(path):
+        return read_own_model(path).metadata
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -172,7 +194,10 @@ def load_model(
     is refused with both names in the message rather than loaded into the wrong layers.
     """
     from seg_ros.models import build_model
+    from seg_ros.own_model import is_onnx_model
 
+    if is_onnx_model(path):
+        raise WeightsError(f"{path}: {TORCH_RUNS_OWN_NETWORKS}")
     state, meta = load_weights(path)
     if model is not None:
         mismatch = model_mismatch(meta, str(path), model, variant)

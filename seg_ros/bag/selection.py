@@ -74,6 +74,17 @@ def check_class_count(classes: Any, info: dict[str, str], label_topic: str | Non
             f"model predicts {classes.num_classes} classes ({classes.dataset or '?'}); use "
             "weights trained on that label set, or --no-labels for latency only"
         )
+    if label_topic and "class_names" in info:
+        import json
+
+        from seg_ros.labels import class_mismatch
+
+        problem = class_mismatch(list(classes.names), json.loads(info["class_names"]))
+        if problem:
+            raise BagError(
+                f"the bag's labels and the model disagree: {problem}; score a model with the "
+                "bag's classes, or --no-labels for latency only"
+            )
 
 
 def labels_never_paired(label_topic: str | None, evaluation: Any, frames_out: int) -> bool:

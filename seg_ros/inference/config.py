@@ -78,6 +78,7 @@ class PipelineConfig:
         variants = list_models()[self.model]
         if not is_default_variant(self.variant) and self.variant not in variants:
             _bad("variant", self.variant, variants, f" for model {self.model!r}")
+        self._check_own_model()
         if self.backend != "auto":  # auto picks a backend that runs them (resolve_backend)
             problem = backend_problem(self.backend, self.device, self.precision)
             if problem:
@@ -114,6 +115,23 @@ class PipelineConfig:
                 f"got device {self.device!r}"
             )
         return self
+
+    def _check_own_model(self) -> None:
+        """An ONNX in ``weights`` is an own model (seg_ros.own_model): the options that only
+        make sense for a seg_ros network built in torch are refused, naming them."""
+        from seg_ros.own_model import is_onnx_model
+        from seg_ros.weights import TORCH_RUNS_OWN_NETWORKS
+
+        if not is_onnx_model(self.weights):
+            return
+        if self.backend == "torch":
+            raise ConfigError(
+                f"backend 'torch' cannot run {self.weights}: {TORCH_RUNS_OWN_NETWORKS}"
+            )
+        if self.num_classes is not None:
+            raise ConfigError(
+                f"num_classes is for random init; {self.weights}'s description names its classes"
+            )
 
 
 # Fields judged on their own (field_problem), before the rules that join several fields.

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.inference import postprocess, preprocess
+from seg_ros.inference import decode, postprocess, preprocess
 from seg_ros.inference.backends import Backend, BuildContext, EngineInfo, backend_class
 from seg_ros.inference.config import MIN_SIDE, PipelineConfig
 from seg_ros.inference.errors import (
@@ -116,8 +116,16 @@ class Pipeline:
         self.backend_name = resolve_backend(config)
         self._backend_class = backend_class(self.backend_name)
         self._engine_info: EngineInfo | None = None
+        self._own = _read_own(config.weights)
         engine_meta = self._engine_metadata()
-        if engine_meta is not None and not config.weights:
+        if self._own is not None:
+            # Your own model: the ONNX is the network, its description the metadata.
+            self.metadata = self._own.metadata
+            self.weights_path = self._own.path
+            if engine_meta is not None:
+                _check_same_model(engine_meta, self.metadata, config.engine or "")
+            _check_confidence(self.metadata, config.confidence, config.min_confidence)
+        elif engine_meta is not None and not config.weights:
             # The engine is the model: its own metadata names the classes.
             self.metadata = engine_meta
         else:
@@ -165,28 +173,45 @@ class Pipeline:
         except WeightsError as e:
             raise PipelineWeightsError(str(e)) from e
         mismatch = model_mismatch(meta, str(path), c.model, c.variant)
-        if mismatch:
+        if mismatch and self._own is None:  # an own model's engine is checked against it
             raise PipelineWeightsError(mismatch)
         return meta
 
     def _input_size(self) -> tuple[int, int]:
         c = self.config
         fixed = self._engine_info.input_size if self._engine_info is not None else None
+        source = c.engine
+        if self._own is not None and self._own.fixed_size is not None:
+            # The ONNX's own fixed size binds every backend: its graph was traced at it.
+            fixed, source = self._own.fixed_size, str(self._own.path)
+            reshapes = False
+        else:
+            reshapes = self._backend_class.reshapes_engine
         size = c.input_size or fixed or tuple(self.metadata.input_size)
-        if 0 in size:
-            size = follow_aspect(size, fixed or tuple(self.metadata.input_size))
-        if fixed is not None and tuple(size) != fixed and not self._backend_class.reshapes_engine:
+        if not size:
             raise ConfigError(
-                f"input_size {size[0]}x{size[1]} was asked, but {c.engine} is built for "
+                f"{self._own.path if self._own else c.weights} takes any input size and its "
+                "description has no input_size: add input_size: [H, W] there, or set input_size"
+            )
+        if 0 in size:
+            size = follow_aspect(size, fixed or tuple(self.metadata.input_size) or size)
+        if fixed is not None and tuple(size) != fixed and not reshapes:
+            raise ConfigError(
+                f"input_size {size[0]}x{size[1]} was asked, but {source} is built for "
                 f"{fixed[0]}x{fixed[1]}; leave input_size unset or export a new one"
             )
         return int(size[0]), int(size[1])
 
     def _make_backend(self) -> Backend:
+        meta = self.metadata
+        if meta.color_order == "bgr":
+            # The network is fed BGR (prepare swaps): its normalisation follows the channels.
+            meta = dataclasses.replace(meta, mean=meta.mean[::-1], std=meta.std[::-1])
         ctx = BuildContext(
             config=dataclasses.replace(self.config, backend=self.backend_name),
-            metadata=self.metadata,
+            metadata=meta,
             network=self._network.network if self._network is not None else None,
+            onnx_model=self._own.path if self._own is not None else None,
             input_size=self.input_size,
             export_onnx=self._export_onnx,
             artifact=self._artifact,
@@ -217,6 +242,8 @@ class Pipeline:
         from seg_ros.inference.artifacts import prune, touch
         from seg_ros.inference.export import export_onnx
 
+        if self._own is not None:
+            return self._own.path  # the user's file is the export
         if self.weights_path is None:
             # Random weights: an export for this run only, never cached.
             import tempfile
@@ -241,6 +268,9 @@ class Pipeline:
 
     def _check_parity(self) -> None:
         """Fast paths must reproduce fp32 eager PyTorch's labels before they are used."""
+        if self._own is not None:
+            self._check_own_parity()
+            return
         if self._network is None:
             self.backend.notes["parity"] = "not checked: no weights to compare the engine with"
             log.warning("parity of %s not checked: no weights given", self.config.engine)
@@ -262,6 +292,37 @@ class Pipeline:
         self.backend.notes["parity"] = self.parity.summary()
         require(self.parity)
         log.info("parity: %s", self.parity.summary())
+
+    def _check_own_parity(self) -> None:
+        """An own model's one run on a synthetic scene: its output must fit the description,
+        and a path other than onnxruntime's fp32 CPU (OpenVINO's conversion, reduced
+        precision, int8, an engine) must give the labels onnxruntime gives for the ONNX."""
+        from seg_ros.own_model import check_output
+
+        image = synthetic_scene(*self.input_size)
+        what = f"{self.backend_name}/{self.backend.device}/{self.config.precision}"
+        try:
+            candidate = self.backend.to_numpy(self.backend.infer(self.prepare(image).batch))
+        except Exception as e:  # a runtime refusing the graph at this size, a missing op
+            raise PipelineError(f"{what} cannot run {self._own.path}: {e}") from e
+        try:
+            check_output(str(self._own.path), self.metadata, candidate)
+        except WeightsError as e:
+            raise PipelineWeightsError(str(e)) from None
+        exact = self.backend_name == "onnxruntime" and self.backend.device == "cpu"
+        if exact and self.config.precision == "fp32" and not self.config.engine:
+            self.backend.notes["parity"] = "not needed: onnxruntime runs the ONNX itself"
+            return
+        reference = onnxruntime_reference(self._own.path, self.prepare(image).batch)
+        if reference is None:
+            self.backend.notes["parity"] = "not checked: onnxruntime (the reference) is missing"
+            return
+        if self.metadata.output == "labels":
+            reference, candidate = one_hot(reference), one_hot(candidate, reference.shape[1])
+        minimum = self._backend_class.min_agreement(self.config)
+        self.parity = compare_logits(reference, candidate, f"{what} vs onnxruntime", minimum)
+        self.backend.notes["parity"] = self.parity.summary()
+        require(self.parity)
 
     # -- running ----------------------------------------------------------------------------
     def __call__(
@@ -286,7 +347,8 @@ class Pipeline:
         order = preprocess.check_color_order(color_order)
         small = preprocess.to_rgb(preprocess.resize_to_network(image, self.input_size), order)
         options = options or FrameOptions.of(self.config)
-        frame = Staged(image, order, options, small, self.backend.prepare(small), t0)
+        network_input = small if self.metadata.color_order == "rgb" else preprocess.swap_rb(small)
+        frame = Staged(image, order, options, small, self.backend.prepare(network_input), t0)
         frame.t1 = time.perf_counter()
         return frame
 
@@ -361,16 +423,28 @@ class Pipeline:
         their memory; the argmax counts as its postprocessing, not the frames' before it."""
         started = time.perf_counter()
         threshold = frame.options.min_confidence
-        labels = self.backend.labels(logits)
+        output = self.metadata.output
+        if output == "labels":
+            labels = decode.label_map(self.backend.to_numpy(logits), self.metadata.num_classes)
+        else:
+            labels = self.backend.labels(logits)  # the argmax of probabilities too
         wanted = self.config.confidence if want is None else want
         if wanted or threshold > 0:
-            probability = self.backend.confidence(logits)
+            _check_confidence(self.metadata, wanted, threshold)
+            if output == "probabilities":
+                probability = decode.max_probability(self.backend.to_numpy(logits))
+            else:
+                probability = self.backend.confidence(logits)
+            if labels.shape != self.input_size:
+                probability = postprocess.resize_confidence(probability, self.input_size)
             if threshold > 0:
+                labels = postprocess.resize_labels(labels, self.input_size)
                 labels = np.where(probability < threshold, IGNORE_INDEX, labels)
                 labels = labels.astype(np.uint8)
             if wanted:
                 frame.confidence = postprocess.confidence_u8(probability)
-        frame.labels = labels
+        # An own model may answer at a stride of its input: labels leave at network size.
+        frame.labels = postprocess.resize_labels(labels, self.input_size)
         frame.t2, frame.t_labels = t2, t2 + (time.perf_counter() - started)
         frame.batch = None  # the runtime's buffer may be reused by the next frame
 
@@ -421,6 +495,11 @@ class Pipeline:
         return self.backend.to_numpy(self.backend.infer(staged.batch))
 
     @property
+    def own_model(self) -> Any:
+        """The described ONNX this pipeline runs (seg_ros.own_model.OwnModel), or None."""
+        return self._own
+
+    @property
     def reference_network(self) -> Any:
         """The fp32 PyTorch network (CPU, eval) this pipeline was built from, or None when it
         runs a given engine without weights. Fast paths are checked against it."""
@@ -453,8 +532,53 @@ class Pipeline:
             "dataset": m.dataset,
             "num_classes": str(m.num_classes),
         }
+        if self._own is not None:
+            info["description"] = str(self._own.description or "inside the ONNX")
+            info["output"] = m.output
+            info["color_order"] = m.color_order
         info.update({k: v for k, v in self._describe_backend.items() if k not in info})
         return info
+
+
+def _read_own(weights: str | None) -> Any:
+    """The own model ``weights`` names (an ONNX with its description), or None."""
+    from seg_ros.own_model import is_onnx_model, read_own_model
+
+    if not is_onnx_model(weights):
+        return None
+    try:
+        return read_own_model(Path(weights).expanduser())
+    except WeightsError as e:
+        raise PipelineWeightsError(str(e)) from None
+
+
+def _check_confidence(meta: WeightsMetadata, wanted: bool, threshold: float) -> None:
+    from seg_ros.own_model import confidence_problem
+
+    problem = confidence_problem(meta, wanted, threshold)
+    if problem:
+        raise ConfigError(problem)
+
+
+def onnxruntime_reference(path: Path, batch: Any) -> np.ndarray | None:
+    """The ONNX's own output for a prepared 1x3xHxW batch on onnxruntime's fp32 CPU (the
+    yardstick for an own model's other paths), or None where onnxruntime is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.asarray(batch, np.float32)}
+    return np.asarray(session.run(None, feed)[0], np.float32)
+
+
+def one_hot(labels: np.ndarray, classes: int | None = None) -> np.ndarray:
+    """N(x1)xHxW class ids as NxCxHxW scores, so label outputs go through compare_logits."""
+    ids = np.asarray(labels).reshape(labels.shape[0], *labels.shape[-2:]).astype(np.int64)
+    classes = classes or int(ids.max()) + 1
+    out = np.zeros((ids.shape[0], classes, *ids.shape[1:]), np.float32)
+    np.put_along_axis(out, np.clip(ids, 0, classes - 1)[:, None], 1.0, axis=1)
+    return out
 
 
 def resolve_backend(config: PipelineConfig) -> str:
@@ -477,6 +601,11 @@ def resolve_backend(config: PipelineConfig) -> str:
         )
     if config.precision == "int8":
         return "openvino"
+    from seg_ros.own_model import is_onnx_model
+
+    if is_onnx_model(config.weights):  # never torch: it runs seg_ros' own networks only
+        on_cpu = config.device == "cpu" and config.precision in ("fp32", "bf16")
+        return "openvino" if on_cpu and importlib.util.find_spec("openvino") else "onnxruntime"
     # fp32 only: bf16 on OpenVINO depends on the CPU (and is slow without AMX), torch's bf16
     # path is the measured one.
     exact = config.precision == "fp32" and config.compile == "off"

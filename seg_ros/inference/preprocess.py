@@ -61,6 +61,12 @@ def normalisation_constants(mean: list[float], std: list[float]) -> tuple[np.nda
     return 1.0 / (255.0 * s), -m / s
 
 
+def swap_rb(image: np.ndarray) -> np.ndarray:
+    """RGB <-> BGR as a new contiguous array (a network trained on BGR; cv2 is the fast swap,
+    and a contiguous result is what every backend's prepare can take)."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+
+
 def normalise_nchw(image: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> 1x3xHxW float32 contiguous, normalised (ONNX Runtime's input)."""
     out = np.empty((1, 3, *image.shape[:2]), np.float32)

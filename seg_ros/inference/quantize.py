@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from seg_ros.inference import preprocess
 from seg_ros.inference.backends.openvino_backend import ir_weights
 from seg_ros.inference.errors import PipelineError
 from seg_ros.inference.scoring import miou_of
@@ -75,7 +74,7 @@ PRESETS = ("mixed", "performance")
 
 def quantize(
     weights: str | Path | None,
-    model: str,
+    model: str | None,
     calibration: Sequence[np.ndarray],
     validation: Sequence[tuple[np.ndarray, np.ndarray]],
     output: Path,
@@ -94,13 +93,12 @@ def quantize(
 ) -> QuantizeReport:
     """Quantize, check, and write ``output`` (.xml + .bin) as the module docstring says."""
     from seg_ros.inference.artifacts import file_digest
-    from seg_ros.inference.backends.openvino_backend import convert_from_torch
-    from seg_ros.inference.pipeline import Pipeline
+    from seg_ros.inference.pipeline import Pipeline, PipelineConfig
 
     _check_inputs(calibration, validation, preset)
     start = time.perf_counter()
     fp32 = Pipeline(
-        model=model,
+        model=model or PipelineConfig.model,  # an own model (ONNX weights) names itself
         variant=variant,
         weights=str(weights) if weights else None,  # None: the shipped weights
         backend="openvino",
@@ -112,19 +110,17 @@ def quantize(
     weights = fp32.weights_path  # the file actually used, for the int8 pipeline's parity check
 
     def prepare(image: np.ndarray) -> np.ndarray:
-        small = preprocess.resize_to_network(preprocess.check_image(image), size)
-        return fp32.backend.prepare(small)
+        return fp32.prepare(image).batch  # resized, in the network's channel order, normalised
 
     progress(f"fp32 on {validation_name} ({len(validation)} frames) ...")
     fp32_miou = miou_of(fp32, validation, meta.num_classes)
     progress(f"fp32 mIoU {fp32_miou:.2f}; quantizing from {len(calibration)} frames ...")
-    # Symbolic sizes: the int8 model then runs at any input size (the backend reshapes it).
-    ov_model = convert_from_torch(fp32.reference_network, size, dynamic=True)
+    ov_model = _fp32_openvino(fp32, size)
     int8_model, method = _nncf_int8(
         ov_model,
         [prepare(im) for im in calibration],
         [(prepare(im), lb) for im, lb in validation] if accuracy_control else None,
-        meta.num_classes,
+        meta,
         max_drop,
         preset,
         ignored_types,
@@ -153,6 +149,19 @@ def quantize(
     return report
 
 
+def _fp32_openvino(fp32: Any, size: tuple[int, int]) -> Any:
+    """The fp32 network as an OpenVINO model to quantize, with symbolic sizes where it has
+    them: the int8 model then runs at any input size (the backend reshapes it)."""
+    from seg_ros.inference.backends.openvino_backend import convert_from_torch, read_model
+
+    if fp32.own_model is None:
+        return convert_from_torch(fp32.reference_network, size, dynamic=True)
+    model = read_model(fp32.own_model.path)  # an own model: its ONNX, as the user exported it
+    if fp32.own_model.fixed_size is None:
+        model.reshape([1, 3, -1, -1])
+    return model
+
+
 def _write(int8_model: Any, metadata: dict[str, str], output: Path) -> None:
     """The int8 model with its metadata (accuracy included) to ``output`` (.xml + .bin)."""
     import openvino as ov
@@ -177,7 +186,7 @@ def _nncf_int8(
     ov_model: Any,
     calibration: list[Any],
     validation: list[Any] | None,
-    classes: int,
+    meta: Any,
     max_drop: float,
     preset: str,
     ignored_types: Sequence[str],
@@ -194,7 +203,7 @@ def _nncf_int8(
         common["ignored_scope"] = nncf.IgnoredScope(types=list(ignored_types))
     if validation is not None:
         val = nncf.Dataset(validation)
-        int8_model = _with_accuracy_control(ov_model, calib, val, classes, max_drop, common)
+        int8_model = _with_accuracy_control(ov_model, calib, val, meta, max_drop, common)
         method = f"NNCF {nncf.__version__} accuracy control, max drop {max_drop:g}"
     else:
         int8_model = nncf.quantize(
@@ -208,7 +217,7 @@ def _nncf_int8(
 
 
 def _with_accuracy_control(
-    ov_model: Any, calib: Any, val: Any, classes: int, max_drop: float, common: dict[str, Any]
+    ov_model: Any, calib: Any, val: Any, meta: Any, max_drop: float, common: dict[str, Any]
 ) -> Any:
     """NNCF's accuracy-controlled quantization, judged by mIoU on ``val``."""
     import nncf
@@ -216,10 +225,10 @@ def _with_accuracy_control(
     from seg_ros.metrics import ConfusionMatrix
 
     def validate(compiled: Any, items: Iterable[Any]) -> float:
-        cm = ConfusionMatrix(classes)
+        cm = ConfusionMatrix(meta.num_classes)
         for batch, label in items:
-            logits = compiled(batch)[0]
-            cm.update(_labels_at(logits, label.shape), label)
+            output = compiled(batch)[0]
+            cm.update(_labels_at(output, label.shape, meta), label)
         return float(cm.miou())
 
     return nncf.quantize_with_accuracy_control(
@@ -245,16 +254,18 @@ def _int8_miou(
     import openvino as ov
 
     from seg_ros.inference.backends.openvino_backend import write_metadata
-    from seg_ros.inference.pipeline import Pipeline
+    from seg_ros.inference.pipeline import Pipeline, PipelineConfig
+    from seg_ros.own_model import is_onnx_model
 
     folder = Path(tempfile.mkdtemp(prefix="seg_ros_int8_"))
     try:
         candidate = folder / "model.xml"
         write_metadata(int8_model, meta.to_strings())
         ov.save_model(int8_model, str(candidate), compress_to_fp16=False)
+        own = weights is not None and is_onnx_model(weights)
         int8 = Pipeline(
-            model=meta.model,
-            variant=meta.variant,
+            model=PipelineConfig.model if own else meta.model,  # an own model names itself
+            variant=None if own else meta.variant,
             weights=str(weights) if weights else None,
             backend="openvino",
             precision="int8",
@@ -267,7 +278,10 @@ def _int8_miou(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _labels_at(logits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _labels_at(output: np.ndarray, shape: tuple[int, ...], meta: Any) -> np.ndarray:
+    from seg_ros.inference.decode import label_map
     from seg_ros.inference.postprocess import argmax_nchw, resize_labels
 
-    return resize_labels(argmax_nchw(np.asarray(logits)), tuple(shape[:2]))
+    output = np.asarray(output)
+    labels = label_map(output, meta.num_classes) if meta.output == "labels" else None
+    return resize_labels(argmax_nchw(output) if labels is None else labels, tuple(shape[:2]))

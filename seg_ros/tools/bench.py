@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--models",
         nargs="+",
         default=["fplnet", "rgpnet:resnet18", "desanet:resnet18"],
-        help="MODEL or MODEL:VARIANT (default: fplnet rgpnet:resnet18 desanet:resnet18)",
+        help="MODEL, MODEL:VARIANT or your own model.onnx (default: fplnet rgpnet:resnet18 "
+        "desanet:resnet18)",
     )
     p.add_argument(
         "--backends", nargs="+", default=["torch"], help="torch onnxruntime openvino tensorrt auto"
@@ -151,12 +152,15 @@ def run_one(
     from seg_ros.inference import PipelineError
     from seg_ros.inference.parity import agreement
     from seg_ros.models import resolve_variant
+    from seg_ros.own_model import VARIANT, is_onnx_model
 
     model, variant, backend, precision, size, mode = spec
+    own = is_onnx_model(model)
     row: dict[str, Any] = {
         "mode": mode,
         "model": model,
-        "variant": resolve_variant(model, variant),  # a skipped row names it like the others
+        # a skipped row names it like the others
+        "variant": VARIANT if own else resolve_variant(model, variant),
         "backend": backend,
         "device": args.device,
         "precision": precision,
@@ -173,6 +177,7 @@ def run_one(
         return row
     info = pipeline.describe()
     row.update(
+        model=info["model"],  # an own model: its description's name (the path is its weights)
         variant=info["variant"],
         device=info["device"],
         weights=info["weights"]
@@ -208,9 +213,16 @@ class RowSpec(NamedTuple):
 
 def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) -> Any:
     from seg_ros.inference import Pipeline
+    from seg_ros.own_model import is_onnx_model
 
     model, variant, backend, precision, size, mode = spec
-
+    if is_onnx_model(model):  # your own model: the ONNX is the weights, an int8 IR via --int8
+        engine = args.int8_models.get(model) if precision == "int8" else None
+        return Pipeline(
+            weights=model, engine=engine, backend=backend, device=args.device,
+            precision=precision, input_size=size, output_resolution="network",
+            threads=args.threads, parity_check=not args.no_parity, inference_mode=mode,
+        )  # fmt: skip
     key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
     engine = None
     if precision == "int8":
@@ -246,6 +258,15 @@ def _references(pipeline: Any, images: list[np.ndarray], size: tuple[int, int]) 
     from seg_ros.inference.parity import reference_logits
 
     network = pipeline.reference_network
+    if pipeline.own_model is not None:  # your own model: its ONNX on onnxruntime's fp32 CPU
+        from seg_ros.inference.pipeline import onnxruntime_reference
+
+        path = pipeline.own_model.path
+        outputs = [onnxruntime_reference(path, pipeline.prepare(im).batch) for im in images]
+        if any(o is None for o in outputs):
+            return [], None
+        labels = pipeline.metadata.output == "labels"
+        return [o.reshape(o.shape[-2:]) if labels else o[0].argmax(0) for o in outputs], None
     if network is None:
         return [], None
     m = pipeline.metadata
@@ -483,8 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     cache: dict[Any, Any] = {}
     # The table once: its header first, then each row as it is measured.
     print("\n".join(format_table([]).splitlines()[:2]), flush=True)
+    from seg_ros.own_model import is_onnx_model
+
     for named in args.models:
-        model, _, variant = named.partition(":")
+        # an own model's path may hold a ':'; it has no variant
+        model, _, variant = (named, "", "") if is_onnx_model(named) else named.partition(":")
         for size in args.input_sizes:
             for backend in args.backends:
                 for precision in args.precisions:
@@ -513,9 +537,12 @@ def check_names(args: argparse.Namespace) -> str | None:
     """Why the named models, variants, backends or precisions are not known, or None."""
     from seg_ros.inference.config import BACKENDS, PRECISIONS
     from seg_ros.models import list_models
+    from seg_ros.own_model import is_onnx_model
 
     models = list_models()
     for spec in args.models:
+        if is_onnx_model(spec):  # your own model: checked when its pipeline is built
+            continue
         model, _, variant = spec.partition(":")
         if model not in models:
             return f"unknown model {model!r}; choose from {sorted(models)}"

@@ -31,7 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("weights", help="seg_ros weights (.safetensors), or a name from models/")
+    p.add_argument(
+        "weights",
+        help="seg_ros weights (.safetensors), a name from models/, or your own model.onnx (its "
+        "model.onnx.yaml beside it; scored on --backend, default auto)",
+    )
     p.add_argument(
         "--dataset",
         help="camvid, cityscapes, mapillary or folder (default: the weights' dataset)",
@@ -106,15 +110,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from seg_ros.inference.errors import PipelineError
     from seg_ros.metrics import format_table
+    from seg_ros.own_model import is_onnx_model
     from seg_ros.training.datasets import DatasetError
     from seg_ros.training.trainer import autocast_dtype
-    from seg_ros.weights import WeightsError, load_model
+    from seg_ros.weights import WeightsError, load_model, read_metadata
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         weights = resolve_weights(args.weights)
-        model, meta = load_model(weights)
+        if is_onnx_model(weights):
+            # An own model has no PyTorch module: its deployed path is what there is to score.
+            model, meta = None, read_metadata(weights)
+            args.backend = args.backend or "auto"
+        else:
+            model, meta = load_model(weights)
         dataset = _dataset(args, weights, meta)
         device = torch.device(
             args.device
@@ -170,7 +180,7 @@ def _dataset(args: argparse.Namespace, weights: Path, meta: Any) -> Any:
     if name not in DATASETS:
         raise ValueError(
             f"the weights were trained on {meta.dataset!r}, which has no reader; "
-            f"pass --dataset (one of {sorted(DATASETS)})"
+            f"pass --dataset (one of {sorted(DATASETS)}; folder with --classes for your own)"
         )
     options: dict[str, object] = {}
     if args.classes:
@@ -178,11 +188,11 @@ def _dataset(args: argparse.Namespace, weights: Path, meta: Any) -> Any:
     if args.max_size:
         options["max_size"] = args.max_size
     dataset = build_dataset(name, args.data_root, args.split, **options)
-    if dataset.label_set.num_classes != meta.num_classes:
-        raise ValueError(
-            f"{weights} predicts {meta.num_classes} classes, but {dataset.name} has "
-            f"{dataset.label_set.num_classes}"
-        )
+    from seg_ros.labels import class_mismatch
+
+    problem = class_mismatch(list(meta.class_names), list(dataset.label_set.classes))
+    if problem:
+        raise ValueError(f"{weights} and {dataset.name} disagree: {problem}")
     return dataset
 
 

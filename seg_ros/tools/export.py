@@ -6,6 +6,7 @@ seg-export --model desanet --weights w.safetensors --onnx d.onnx --tensorrt d.en
 seg-export --model rgpnet --weights w.safetensors --fp16-weights models/rgpnet_camvid.safetensors
 seg-export --from-onnx f.onnx --tensorrt f.engine --fp16      # on the Jetson, no PyTorch export
 seg-export --sidecar-for trtexec.engine --from-onnx f.onnx [--fp16]   # an engine trtexec built
+seg-export --describe my_model.onnx    # your own ONNX: what it holds, a model.onnx.yaml to fill
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="build --tensorrt from this seg_ros ONNX file (its metadata names the model and "
         "size): no PyTorch export, so a Jetson needs only TensorRT and onnx",
+    )
+    p.add_argument(
+        "--describe",
+        type=Path,
+        metavar="ONNX",
+        help="your own model: print its inputs and outputs and write a starting description "
+        "<ONNX>.yaml beside it (never replacing one)",
     )
     p.add_argument("--variant", help="model variant (default: the weights' or the registry's)")
     p.add_argument(
@@ -94,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             # A typo in a folder name must not become a new folder tree.
             if path is not None and not path.expanduser().resolve().parent.is_dir():
                 raise PipelineError(f"folder {path.parent} does not exist (for {path})")
+        if args.describe is not None:
+            return describe(args.describe)
         if args.sidecar_for is not None:
             return sidecar_for(args)
         if args.from_onnx is not None:
@@ -152,14 +162,59 @@ def require_tensorrt(device: str) -> None:
         )
 
 
+def describe(path: Path) -> int:
+    """What an ONNX holds, and a description to fill in beside it (never over one)."""
+    from seg_ros.own_model import (
+        description_path,
+        probe_output,
+        read_graph,
+        read_own_model,
+        starting_description,
+    )
+    from seg_ros.weights import WeightsError
+
+    graph = read_graph(path)
+    print(f"{graph.path}: opset {graph.opset}")
+    for kind, tensors in (("input", graph.inputs), ("output", graph.outputs)):
+        for tensor in tensors:
+            print(f"  {kind} {tensor.text()}")
+    target = description_path(graph.path)
+    if target.exists():
+        try:
+            read_own_model(graph.path)
+            print(f"{target} exists and fits the ONNX: nothing written")
+        except WeightsError as e:
+            print(f"{target} exists (not replaced) but does not fit: {e}")
+            return 1
+        return 0
+    fixed = graph.inputs[0].spatial() if len(graph.inputs) == 1 else None
+    probed = probe_output(graph, fixed or (512, 512)) if graph.inputs else None
+    if probed is not None:
+        print(f"  one run at {fixed or (512, 512)} gave an output of shape {list(probed)}")
+    target.write_text(starting_description(graph, probed))
+    print(f"wrote {target}: fill in the lines marked TODO, then run it with weights:={path}")
+    return 0
+
+
 def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
-    """The seg_ros weights metadata and fixed input size an exported ONNX carries."""
+    """The seg_ros weights metadata and fixed input size an exported ONNX carries, or an own
+    model's (its description; the size it fixes or names)."""
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.export import read_onnx_metadata
+    from seg_ros.own_model import description_path, read_own_model
 
     raw = read_onnx_metadata(path)
+    if "format" not in raw and description_path(path).is_file():
+        own = read_own_model(path)
+        size = own.fixed_size or tuple(own.metadata.input_size)
+        if not size:
+            raise PipelineError(f"{path} has a dynamic size: add input_size to its description")
+        return own.metadata.to_strings(), (int(size[0]), int(size[1]))
     if "format" not in raw:
-        raise PipelineError(f"{path} carries no seg_ros metadata; export it with seg-export")
+        raise PipelineError(
+            f"{path} carries no seg_ros metadata; export it with seg-export, or describe your "
+            "own model beside it (seg-export --describe)"
+        )
     if raw.get("onnx_dynamic") != "false" or "onnx_input_size" not in raw:
         raise PipelineError(f"{path} has a dynamic size; export a fixed-size ONNX")
     h, w = (int(v) for v in raw["onnx_input_size"].split("x"))

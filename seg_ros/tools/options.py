@@ -100,7 +100,11 @@ def add_pipeline_args(p: Any, *, engine: bool = True, threads: bool = True) -> N
     --overlay-alpha [--threads] on a parser or argument group."""
     p.add_argument("--model", help="network: fplnet, rgpnet, desanet (default: the weights')")
     p.add_argument("--variant", help="variant of the model (default: the weights')")
-    p.add_argument("--weights", help="seg_ros weights (.safetensors); default: the shipped ones")
+    p.add_argument(
+        "--weights",
+        help="seg_ros weights (.safetensors), or your own model.onnx with its model.onnx.yaml "
+        "(README: Your own model); default: the shipped ones",
+    )
     p.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -126,8 +130,11 @@ def model_from_args(args: argparse.Namespace) -> str:
     if args.model:
         return args.model
     if args.weights:
+        from seg_ros.own_model import is_onnx_model
         from seg_ros.weights import read_metadata
 
+        if is_onnx_model(args.weights):  # an own model: its description names it, not --model
+            return PipelineConfig.model
         return read_metadata(args.weights).model
     return PipelineConfig.model
 

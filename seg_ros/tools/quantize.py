@@ -30,9 +30,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         formatter_class=HelpFormatter, prog="seg-quantize", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--model", required=True, help="fplnet, rgpnet or desanet")
+    p.add_argument(
+        "--model", help="fplnet, rgpnet or desanet (not for your own model.onnx in --weights)"
+    )
     p.add_argument("--variant", help="model variant (default: the weights')")
-    p.add_argument("--weights", help="seg_ros weights (default: the shipped ones for --model)")
+    p.add_argument(
+        "--weights",
+        help="seg_ros weights (default: the shipped ones for --model), or your own model.onnx "
+        "with its model.onnx.yaml",
+    )
     p.add_argument("--output", type=Path, required=True, help="int8 model path (.xml)")
     p.add_argument("--data-root", required=True, help="labelled dataset folder")
     p.add_argument("--dataset", default="camvid", help="dataset reader (default: camvid)")
@@ -73,15 +79,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def arguments_problem(args: argparse.Namespace) -> str | None:
+    from seg_ros.own_model import is_onnx_model
+
+    if args.model is None and not is_onnx_model(args.weights):
+        return "--model is needed (or --weights your own model.onnx)"
+    if args.output.suffix.lower() != ".xml":
+        return "--output must end in .xml (OpenVINO IR)"
+    if not args.output.expanduser().resolve().parent.is_dir():
+        return f"folder {args.output.parent} does not exist"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if outputs_refused("seg-quantize", {"--output": args.output, "--json": args.json}):
         return 2
-    if args.output.suffix.lower() != ".xml":
-        print("seg-quantize: --output must end in .xml (OpenVINO IR)", file=sys.stderr)
-        return 2
-    if not args.output.expanduser().resolve().parent.is_dir():
-        print(f"seg-quantize: folder {args.output.parent} does not exist", file=sys.stderr)
+    problem = arguments_problem(args)
+    if problem:
+        print(f"seg-quantize: {problem}", file=sys.stderr)
         return 2
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.quantize import quantize

@@ -39,6 +39,7 @@ class BuildContext:
     artifact: Callable[[str], Path]  # a cache path for this network, size and ``suffix``
     random_init: bool = False  # nothing built from a random network is worth caching
     weights_path: Path | None = None  # the weights file the network came from
+    onnx_model: Path | None = None  # an own model's ONNX (seg_ros.own_model): the network
 
 
 class Backend(ABC):

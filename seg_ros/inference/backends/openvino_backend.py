@@ -93,7 +93,7 @@ def convert_from_torch(network: Any, input_size: tuple[int, int], dynamic: bool 
         return ov.convert_model(network.eval(), example_input=example, input=[shape])
 
 
-def fit_input_size(model: Any, size: tuple[int, int], source: str) -> Any:
+def fit_input_size(model: Any, size: tuple[int, int], source: str, same_size: bool = True) -> Any:
     """``model`` with its input set to 1x3xHxW (OpenVINO reshapes in place), or ConfigError
     where its output would not come out at that size: an IR traced at a fixed size keeps that
     size's padding and crop, so only a model saved with symbolic sizes (seg-quantize's) can be
@@ -106,7 +106,7 @@ def fit_input_size(model: Any, size: tuple[int, int], source: str) -> Any:
     try:
         model.reshape([1, 3, h, w])
         out = model.output(0).get_partial_shape()
-        fits = out.is_static and tuple(out.to_shape())[2:] == (h, w)
+        fits = out.is_static and (not same_size or tuple(out.to_shape())[-2:] == (h, w))
     except Exception:  # OpenVINO raises RuntimeError subclasses of its own
         fits = False
     if not fits:
@@ -135,9 +135,12 @@ class OpenVINOBackend(Backend):
         engine = Path(c.engine) if c.engine else None
         if engine is None and c.precision == "int8":
             engine = int8_model(meta.model, ctx.weights_path)
+        own = ctx.onnx_model is not None
+        engine = engine or ctx.onnx_model  # an own model's ONNX is read like an engine
         if engine is not None:
             source = str(engine)
-            model = fit_input_size(read_model(engine), ctx.input_size, source)
+            # An own model may answer at a stride of its input; seg_ros' networks may not.
+            model = fit_input_size(read_model(engine), ctx.input_size, source, same_size=not own)
         elif ctx.network is None:
             raise PipelineError("backend 'openvino' needs weights or an engine")
         else:
