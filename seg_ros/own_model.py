@@ -145,7 +145,8 @@ def read_description(path: Path, graph: Graph) -> WeightsMetadata:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
-        raise WeightsError(f"{path}: not readable YAML ({e})") from None
+        # one line: YAML's own message spans several, with a caret drawing
+        raise WeightsError(f"{path}: not readable YAML ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a mapping of keys ({', '.join(REQUIRED)}, ...)")
     unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         indices = None if args.limit is None else range(min(args.limit, len(dataset)))
         pipeline = None
         if args.backend is not None:
-            pipeline = deployed_pipeline(args, weights, meta.model, device)
+            # an own model names itself; model is then not consulted
+            pipeline = deployed_pipeline(args, weights, meta.model if model else "fplnet", device)
         elif args.precision != "fp32" or args.engine:
             raise ValueError("--precision and --engine choose a deployed path: add --backend")
     except (FileNotFoundError, ValueError, DatasetError, WeightsError, PipelineError) as e:
