@@ -47,7 +47,7 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("device", default_value="", description="cpu | cuda | cuda:N; OpenVINO also gpu, gpu.N, npu (empty: params file)"),  # noqa: E501
         DeclareLaunchArgument("precision", default_value="", description="fp32 | bf16 | fp16 | int8 (empty: params file)"),  # noqa: E501
         DeclareLaunchArgument("engine", default_value="", description="ONNX file / OpenVINO IR / TensorRT engine (empty: params file / built on the fly)"),  # noqa: E501
-        DeclareLaunchArgument("weights", default_value="", description="seg_ros .safetensors weights (empty: params file / shipped)"),  # noqa: E501
+        DeclareLaunchArgument("weights", default_value="", description="seg_ros .safetensors weights, or your own model.onnx with model.onnx.yaml beside it (empty: params file / shipped)"),  # noqa: E501
         DeclareLaunchArgument("image_topic", default_value="image", description="camera topic (sensor_msgs/Image); <image_topic>/compressed for compressed input"),  # noqa: E501
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and of relative topics)"),  # noqa: E501
         DeclareLaunchArgument("cameras", default_value="", description="several cameras into one node: front,left,right -> <camera>/image in, <camera>/segmentation/* out (empty: params file / one camera on image_topic)"),  # noqa: E501

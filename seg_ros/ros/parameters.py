@@ -152,9 +152,11 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "weights",
-        "seg_ros safetensors weights; empty = the shipped weights for the model if installed, "
-        "else random init (with a loud warning).",
-        constraints="an existing .safetensors file for the chosen model, or empty",
+        "seg_ros safetensors weights, or your own model.onnx with model.onnx.yaml beside it "
+        "(model and variant are then its description's); empty = the shipped weights for the "
+        "model if installed, else random init (with a loud warning).",
+        constraints="an existing .safetensors file for the chosen model, a described .onnx, "
+        "or empty",
         rebuilds=True,
     ),
     ParamSpec(
