@@ -321,3 +321,26 @@ def test_seg_bench_has_a_row_for_an_own_model(own, tmp_path) -> None:
     ran, torch_row = rows
     assert ran["model"] == "lraspp5" and ran["fps"] > 0 and ran["agreement"] == 1.0
     assert torch_row["status"] == "skipped" and "torch backend runs only" in torch_row["reason"]
+
+
+def test_seg_bag_eval_scores_an_own_model_on_a_bag_of_its_classes(own, tmp_path, capsys):
+    """seg-make-bag from a folder dataset of the model's classes, seg-bag-eval --weights the
+    ONNX: its own labels score 100; a bag whose classes are named otherwise is refused."""
+    from seg_ros.inference.postprocess import resize_labels
+    from seg_ros.tools.bag_eval import main as bag_eval
+    from seg_ros.tools.make_bag import main as make_bag
+
+    path, module = own["lraspp5"]
+    frames = [(rgb, resize_labels(torch_labels(module, rgb), rgb.shape[:2])) for rgb in
+              real_frames(2)]  # fmt: skip
+    for name, classes in (("mine", FIVE), ("other", [*FIVE[:2], "bus", *FIVE[3:]])):
+        root = _folder_dataset(tmp_path / name, classes, frames)
+        assert make_bag([str(tmp_path / f"{name}_bag"), "--dataset", "folder",
+                         "--data-root", str(root)]) == 0  # fmt: skip
+    out = tmp_path / "report"
+    args = ["--weights", str(path), "--backend", "onnxruntime", "--samples", "0", "--out"]
+    assert bag_eval([str(tmp_path / "mine_bag"), *args, str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["accuracy"]["miou"] > 0.99, report["accuracy"]
+    assert bag_eval([str(tmp_path / "other_bag"), *args, str(tmp_path / "r2")]) == 2
+    assert "class id 2 is 'car' for the model but 'bus'" in capsys.readouterr().err
