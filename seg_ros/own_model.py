@@ -42,6 +42,14 @@ def description_path(onnx_path: str | Path) -> Path:
     return path.with_name(path.name + ".yaml")
 
 
+def read_any_metadata(path: str | Path) -> WeightsMetadata:
+    """What a ``weights`` file says of its model: a seg_ros safetensors header, or an own
+    ONNX model's description checked against its graph (``WeightsError`` naming the problem)."""
+    from seg_ros.weights import read_metadata
+
+    return read_own_model(path).metadata if is_onnx_model(path) else read_metadata(path)
+
+
 @dataclass(frozen=True)
 class Tensor:
     """One graph input or output: its name, element type and dims (int, or a name when

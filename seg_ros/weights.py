@@ -127,14 +127,10 @@ def save_half_weights(source: str | Path, path: str | Path) -> Path:
 
 
 def read_metadata(path: str | Path) -> WeightsMetadata:
-    """Read only the header: cheap, and enough to know the model before building it. An ONNX
-    file (your own model) is read with its description (seg_ros.own_model)."""
+    """Read only the header: cheap, and enough to know the model before building it (an
+    own ONNX model and its description: ``seg_ros.own_model.read_any_metadata``)."""
     from safetensors import safe_open
 
-    from seg_ros.own_model import is_onnx_model, read_own_model
-
-    if is_onnx_model(path):
-        return read_own_model(path).metadata
     path = _existing(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -194,9 +190,8 @@ def load_model(
     is refused with both names in the message rather than loaded into the wrong layers.
     """
     from seg_ros.models import build_model
-    from seg_ros.own_model import is_onnx_model
 
-    if is_onnx_model(path):
+    if Path(path).suffix.lower() == ".onnx":  # seg_ros.own_model.is_onnx_model, one layer up
         raise WeightsError(f"{path}: {TORCH_RUNS_OWN_NETWORKS}")
     state, meta = load_weights(path)
     if model is not None:

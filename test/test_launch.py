@@ -9,13 +9,16 @@ workspace) with AMENT_PREFIX_PATH covering the prefix.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -130,13 +133,55 @@ def _installed() -> bool:
     return (prefix / "lib" / "seg_ros" / "segmentation_node").is_file()
 
 
+@contextlib.contextmanager
+def _launched(args: list[str], tmp_path: Path) -> Iterator[None]:
+    """ros2 launch's own machinery on the launch file with ``args``; stopped with SIGINT as
+    a user's Ctrl-C, and required to finish cleanly."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The node runs the checkout's seg_ros; the launch machinery finds it via the ament index.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
+    log = (tmp_path / "launch.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(LAUNCH_FILE), *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+    text = (tmp_path / "launch.log").read_text()
+    assert "process has finished cleanly" in text, text[-3000:]
+
+
+def _frame_back(ros_probe, namespace: str, camera: str, frame_id: str) -> Any:
+    """Publish a frame to the launched node's camera until its labels come back; them."""
+    from sensor_msgs.msg import Image
+
+    labels = ros_probe.collect(Image, f"/{namespace}/segmentation/labels")
+    pub = ros_probe.publisher(Image, camera)
+    wait_for(lambda: pub.get_subscription_count() > 0, 120, "the launched node's subscription")
+
+    def back() -> Any:
+        pub.publish(image_msg(scene(), "rgb8", frame_id))
+        return next((m for m in labels.snapshot() if m.header.frame_id == frame_id), None)
+
+    return wait_for(back, 120, "labels for a frame sent to the remapped camera topic")
+
+
 @needs_launch_ros
 @pytest.mark.skipif(
     not _installed(), reason="seg_ros is not installed in an ament prefix (make install)"
 )
 def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
-    from sensor_msgs.msg import Image
-
     namespace = f"launch_{os.getpid()}"
     camera = f"/launch_cam_{os.getpid()}/image_raw"
     args = [
@@ -149,22 +194,9 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
         f"params_file:={SOURCE_ROOT / 'config' / 'segmentation.yaml'}",
         "log_level:=info",
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # The node runs the checkout's seg_ros; the launch machinery finds it via the ament index.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p)
-    log = (tmp_path / "launch.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(LAUNCH_FILE), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
     fqn = f"/{namespace}/segmentation_node"
-    try:
-        labels = ros_probe.collect(Image, f"/{namespace}/segmentation/labels")
-        pub = ros_probe.publisher(Image, camera)
-        wait_for(lambda: pub.get_subscription_count() > 0, 120, "the launched node's subscription")
+    with _launched(args, tmp_path):
+        _frame_back(ros_probe, namespace, camera, "via_launch")
         names = ["model", "device", "backend", "precision", "target_rate", "input_qos"]
         params = ros_probe.get_parameters(fqn, names)
         # Arguments override; everything else is the params file's.
@@ -177,21 +209,32 @@ def test_launch_starts_a_working_node(ros_probe, tmp_path: Path) -> None:
             "input_qos": "auto",
         }
 
-        def frame_back() -> bool:
-            pub.publish(image_msg(scene(), "rgb8", "via_launch"))
-            return any(m.header.frame_id == "via_launch" for m in labels.snapshot())
 
-        wait_for(frame_back, 120, "labels for a frame sent to the remapped camera topic")
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-    text = (tmp_path / "launch.log").read_text()
-    assert "process has finished cleanly" in text, text[-3000:]
+@needs_launch_ros
+@pytest.mark.skipif(
+    not _installed(), reason="seg_ros is not installed in an ament prefix (make install)"
+)
+def test_launch_serves_your_own_onnx_model(ros_probe, tmp_path: Path) -> None:
+    """`ros2 launch seg_ros segmentation.launch.py weights:=model.onnx`: the README's own-model
+    line, with a torchvision network exported here."""
+    import numpy as np
+
+    pytest.importorskip("onnx", reason="own models are ONNX files")
+    from own_models import OWN_SIZE, describe, export, network
+
+    from seg_ros.image_codec import decode_image_msg
+
+    onnx = export(network("lraspp_mobilenet_v3_large", 5), tmp_path / "mine.onnx", dynamic=True)
+    names = ["background", "road", "car", "person", "sky"]
+    describe(onnx, names, input_size=list(OWN_SIZE))
+    namespace = f"launch_own_{os.getpid()}"
+    camera = f"/launch_own_cam_{os.getpid()}/image_raw"
+    args = [f"namespace:={namespace}", f"image_topic:={camera}", f"weights:={onnx}"]
+    with _launched(args, tmp_path):
+        msg = _frame_back(ros_probe, namespace, camera, "own_via_launch")
+        assert set(np.unique(decode_image_msg(msg).array)) <= set(range(5))
+        fqn = f"/{namespace}/segmentation_node"
+        assert list(ros_probe.get_parameters(fqn, ["class_names"])["class_names"]) == names
 
 
 def _processes_with(text: str) -> list[int]:

@@ -23,11 +23,12 @@ RANKS = {
     "machine": 0,
     "models": 1,
     "weights": 2,
-    "inference": 3,
-    "training": 4,
-    "ros": 4,
-    "bag": 5,
-    "tools": 6,
+    "own_model": 3,  # an ONNX with its description, read into weights' metadata
+    "inference": 4,
+    "training": 5,
+    "ros": 5,
+    "bag": 6,
+    "tools": 7,
 }
 
 

@@ -446,13 +446,13 @@ def _check_engine(settings: NodeSettings, backend: str) -> str | None:
 def _check_weights(settings: NodeSettings) -> str | None:
     """The header only: the file exists, is seg_ros weights, and is for this model; an ONNX
     (an own model) with a description that fits it, and the outputs it can give."""
-    from seg_ros.own_model import confidence_problem, is_onnx_model
-    from seg_ros.weights import WeightsError, model_mismatch, read_metadata
+    from seg_ros.own_model import confidence_problem, is_onnx_model, read_any_metadata
+    from seg_ros.weights import WeightsError, model_mismatch
 
     if not settings.weights:
         return None
     try:
-        meta = read_metadata(settings.weights)
+        meta = read_any_metadata(settings.weights)
     except WeightsError as e:
         return f"weights: {e}"
     if is_onnx_model(settings.weights):  # model and variant are the description's

@@ -362,13 +362,14 @@ def classes_for_live(
     from seg_ros.bag.evaluation import ClassInfo
     from seg_ros.bag.io import BagError
     from seg_ros.labels import generic_label_set, get_label_set
+    from seg_ros.own_model import read_any_metadata
     from seg_ros.weights import read_metadata
 
     asked = config_from_args(args)
     model = {"model": args.model or "", "variant": args.variant or "", "backend": asked.backend,
              "device": asked.device, "precision": asked.precision}  # fmt: skip
     if args.weights:
-        meta = read_metadata(args.weights)
+        meta = read_any_metadata(args.weights)
         model.update(model=meta.model, variant=meta.variant, weights=args.weights)
         return ClassInfo(meta.class_names, meta.palette, meta.dataset), model
     if not args.node_running:

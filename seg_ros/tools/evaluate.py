@@ -110,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from seg_ros.inference.errors import PipelineError
     from seg_ros.metrics import format_table
-    from seg_ros.own_model import is_onnx_model
+    from seg_ros.own_model import is_onnx_model, read_any_metadata
     from seg_ros.training.datasets import DatasetError
     from seg_ros.training.trainer import autocast_dtype
-    from seg_ros.weights import WeightsError, load_model, read_metadata
+    from seg_ros.weights import WeightsError, load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         weights = resolve_weights(args.weights)
         if is_onnx_model(weights):
             # An own model has no PyTorch module: its deployed path is what there is to score.
-            model, meta = None, read_metadata(weights)
+            model, meta = None, read_any_metadata(weights)
             args.backend = args.backend or "auto"
         else:
             model, meta = load_model(weights)

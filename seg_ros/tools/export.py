@@ -224,14 +224,14 @@ def onnx_metadata(path: Path) -> tuple[dict[str, str], tuple[int, int]]:
 def sidecar_for(args: argparse.Namespace) -> int:
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.tensorrt_engine import read_sidecar, sidecar_for_engine
-    from seg_ros.weights import read_metadata
+    from seg_ros.own_model import read_any_metadata
 
     if (args.from_onnx is None) == (args.weights is None):
         raise PipelineError("--sidecar-for takes the model from --from-onnx or --weights (one)")
     if args.from_onnx is not None:
         metadata, size = onnx_metadata(args.from_onnx)
     else:
-        metadata, size = read_metadata(args.weights).to_strings(), None
+        metadata, size = read_any_metadata(args.weights).to_strings(), None
     path = sidecar_for_engine(
         args.sidecar_for, metadata, "fp16" if args.fp16 else "fp32", cuda_index(args.device)
     )

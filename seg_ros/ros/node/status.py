@@ -70,8 +70,15 @@ def describe_settings(s: NodeSettings) -> str:
         if s.input_width or s.input_height
         else "weights' size"
     )
+    from seg_ros.own_model import is_onnx_model
+
+    model = (
+        "your own ONNX (model and variant from its description)"
+        if is_onnx_model(s.weights)
+        else f"model={s.model} variant={s.variant or 'default'}"
+    )
     return (
-        f"model={s.model} variant={s.variant or 'default'} weights={s.weights or 'default'} "
+        f"{model} weights={s.weights or 'default'} "
         f"backend={s.backend} device={s.device} precision={s.precision} input={size}"
     )
 
