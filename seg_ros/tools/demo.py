@@ -261,7 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     if returned not in (0, None) and code == 0:
         print(f"seg-demo: the node exited with {returned}", file=sys.stderr)
     _summary(args, published, sent_for, latencies, diag, writer, out)
-    if score.frames:
+    from seg_ros.ros.contract import NodeStatus
+
+    served = NodeStatus(diag).model
+    dataset = served.get("dataset", "camvid")
+    if score.frames and dataset != "camvid":
+        # the clip's labels are CamVid ids: another label set's ids would score as noise
+        classes = f"{served.get('model')}'s own" if dataset == "own" else repr(dataset)
+        print(
+            f"  accuracy   not scored: the model predicts {classes} classes, the clip is "
+            "labelled with CamVid's (judge it with seg-eval or seg-bag-eval on data of its classes)"
+        )
+    elif score.frames:
         print(f"  accuracy   {score.describe()}")
         if _is_shipped_clip(args.input):
             print(
