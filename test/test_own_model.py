@@ -344,3 +344,35 @@ def test_seg_bag_eval_scores_an_own_model_on_a_bag_of_its_classes(own, tmp_path,
     assert report["accuracy"]["miou"] > 0.99, report["accuracy"]
     assert bag_eval([str(tmp_path / "other_bag"), *args, str(tmp_path / "r2")]) == 2
     assert "class id 2 is 'car' for the model but 'bus'" in capsys.readouterr().err
+
+
+def test_tensorrt_builds_its_engine_from_the_users_onnx(own, monkeypatch, tmp_path) -> None:
+    """No GPU here: up to the builder call, the TensorRT backend is handed the user's own
+    file (not a seg_ros export), at the description's size, with its metadata for the
+    sidecar. A contract with stand-ins, like test_tensorrt_contract's, not proof it runs."""
+    import torch
+    from test_tensorrt_contract import RecordingTensorRT
+
+    from seg_ros.inference import Pipeline
+    from seg_ros.inference import tensorrt_engine as engine_module
+    from seg_ros.inference.backends import tensorrt_backend
+
+    seen = {}
+
+    class StopBuildError(Exception):
+        pass
+
+    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
+        seen.update(onnx=onnx, size=size, metadata=metadata)
+        raise StopBuildError
+
+    monkeypatch.setattr(engine_module, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: RecordingTensorRT("8.5.2"))
+    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda index: ("Xavier", "7.2"))
+    monkeypatch.setattr(tensorrt_backend, "resolve_device", lambda device: torch.device("cpu"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(StopBuildError):
+        Pipeline(weights=str(own["lraspp5"][0]), backend="tensorrt", device="cuda")
+    assert seen["onnx"] == own["lraspp5"][0] and seen["size"] == OWN_SIZE
+    assert json.loads(seen["metadata"]["class_names"]) == FIVE
+    assert seen["metadata"]["output"] == "logits" and seen["metadata"]["model"] == "lraspp5"
