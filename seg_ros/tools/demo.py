@@ -261,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     if returned not in (0, None) and code == 0:
         print(f"seg-demo: the node exited with {returned}", file=sys.stderr)
     _summary(args, published, sent_for, latencies, diag, writer, out)
+    _print_accuracy(args, score, diag)
+    return code
+
+
+def _print_accuracy(args: argparse.Namespace, score: ClipScore, diag: dict[str, str]) -> None:
+    """The clip's mIoU, where the model predicts the clip's (CamVid) classes."""
     from seg_ros.ros.contract import NodeStatus
 
     served = NodeStatus(diag).model
@@ -280,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
                 " trains on: a sanity check, not accuracy on new footage; judge that with"
                 " seg-bag-eval)"
             )
-    return code
 
 
 class _Results:
