@@ -54,7 +54,8 @@ JAZZY_WHEELS := ros-jazzy-rclpy ros-jazzy-std-msgs ros-jazzy-sensor-msgs ros-jaz
 	ros-jazzy-rcl-interfaces ros-jazzy-lifecycle-msgs ros-jazzy-rmw-fastrtps-cpp \
 	ros-jazzy-rmw-implementation ros-jazzy-ament-index-python
 JAZZY_TESTS := test/test_node.py test/test_node_lifecycle.py test/test_node_cameras.py \
-	test/test_node_in_flight.py test/test_node_graph.py test/test_node_latest_frame.py
+	test/test_node_in_flight.py test/test_node_graph.py test/test_node_latest_frame.py \
+	test/test_node_own_model.py
 
 $(JAZZY_VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(JAZZY_VENV)
