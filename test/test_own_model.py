@@ -350,26 +350,11 @@ def test_tensorrt_builds_its_engine_from_the_users_onnx(own, monkeypatch, tmp_pa
     """No GPU here: up to the builder call, the TensorRT backend is handed the user's own
     file (not a seg_ros export), at the description's size, with its metadata for the
     sidecar. A contract with stand-ins, like test_tensorrt_contract's, not proof it runs."""
-    import torch
-    from test_tensorrt_contract import RecordingTensorRT
+    from test_tensorrt_contract import StopBuildError, stop_at_the_builder
 
     from seg_ros.inference import Pipeline
-    from seg_ros.inference import tensorrt_engine as engine_module
-    from seg_ros.inference.backends import tensorrt_backend
 
-    seen = {}
-
-    class StopBuildError(Exception):
-        pass
-
-    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
-        seen.update(onnx=onnx, size=size, metadata=metadata)
-        raise StopBuildError
-
-    monkeypatch.setattr(engine_module, "build_engine", build_engine)
-    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: RecordingTensorRT("8.5.2"))
-    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda index: ("Xavier", "7.2"))
-    monkeypatch.setattr(tensorrt_backend, "resolve_device", lambda device: torch.device("cpu"))
+    seen = stop_at_the_builder(monkeypatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(StopBuildError):
         Pipeline(weights=str(own["lraspp5"][0]), backend="tensorrt", device="cuda")

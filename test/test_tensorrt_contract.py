@@ -245,26 +245,13 @@ def test_sidecar_refused_when_the_engine_is_not_the_onnx_size(trtexec_engine, ca
 
 def test_workspace_setting_reaches_the_on_the_fly_build(monkeypatch, tmp_path) -> None:
     """trt_workspace_mb (node parameter, PipelineConfig) is the builder's workspace limit."""
-    from seg_ros.inference import tensorrt_engine as engine_module
     from seg_ros.inference.backends import tensorrt_backend
     from seg_ros.inference.config import PipelineConfig
 
     for bad in (16, True, 1 << 20):
         with pytest.raises(ConfigError, match="trt_workspace_mb"):
             PipelineConfig(backend="tensorrt", device="cuda", trt_workspace_mb=bad).validate()
-    seen = {}
-
-    class StopBuildError(Exception):
-        pass
-
-    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
-        seen.update(workspace=workspace, size=size, precision=precision)
-        raise StopBuildError
-
-    monkeypatch.setattr(engine_module, "build_engine", build_engine)
-    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: RecordingTensorRT("8.5.2"))
-    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda index: ("Xavier", "7.2"))
-    monkeypatch.setattr(tensorrt_backend, "resolve_device", lambda device: torch.device("cpu"))
+    seen = stop_at_the_builder(monkeypatch)
     config = PipelineConfig(backend="tensorrt", device="cuda", trt_workspace_mb=512).validate()
     ctx = SimpleNamespace(
         config=config,
@@ -275,4 +262,32 @@ def test_workspace_setting_reaches_the_on_the_fly_build(monkeypatch, tmp_path) -
     )
     with pytest.raises(StopBuildError):
         tensorrt_backend.TensorRTBackend.build(ctx)
-    assert seen == {"workspace": 512 << 20, "size": (64, 96), "precision": "fp32"}
+    assert {k: seen[k] for k in ("workspace", "size", "precision")} == {
+        "workspace": 512 << 20,
+        "size": (64, 96),
+        "precision": "fp32",
+    }
+
+
+class StopBuildError(Exception):
+    """Raised by the stand-in builder: what TensorRT would have been handed is recorded."""
+
+
+def stop_at_the_builder(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Stand-ins for TensorRT 8.5 on a Xavier up to the engine build, which records its
+    arguments into the returned dict and raises StopBuildError."""
+    from seg_ros.inference import tensorrt_engine as engine_module
+    from seg_ros.inference.backends import tensorrt_backend
+
+    seen: dict = {}
+
+    def build_engine(onnx, engine, size, precision, workspace, device_index, metadata):
+        seen.update(onnx=onnx, size=size, precision=precision, workspace=workspace)
+        seen.update(metadata=metadata)
+        raise StopBuildError
+
+    monkeypatch.setattr(engine_module, "build_engine", build_engine)
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: RecordingTensorRT("8.5.2"))
+    monkeypatch.setattr(tensorrt_backend, "gpu_identity", lambda index: ("Xavier", "7.2"))
+    monkeypatch.setattr(tensorrt_backend, "resolve_device", lambda device: torch.device("cpu"))
+    return seen
