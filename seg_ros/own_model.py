@@ -253,6 +253,11 @@ def _check_graph(graph: Graph, meta: WeightsMetadata, source: str) -> tuple[int,
     image, out = graph.inputs[0], graph.outputs[0]
     if len(image.dims) != 4 or (isinstance(image.dims[1], int) and image.dims[1] != 3):
         raise WeightsError(f"{name}: input {image.text()} is not N x 3 x H x W")
+    if image.dtype not in ("float32", "?"):
+        raise WeightsError(
+            f"{name}: input {image.text()} is not float32, which seg_ros feeds; export the "
+            "model in fp32 (precision is chosen at run time: bf16, fp16, int8)"
+        )
     if isinstance(image.dims[0], int) and image.dims[0] != 1:
         raise WeightsError(f"{name}: input {image.text()} has batch {image.dims[0]}; export 1")
     fixed = image.spatial()

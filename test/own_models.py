@@ -13,9 +13,12 @@ OWN_SIZE = (120, 160)  # network (height, width): small, so a model builds and r
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
-def network(arch: str, classes: int, head: str = "logits", bgr: bool = False) -> Any:
+def network(
+    arch: str, classes: int, head: str = "logits", bgr: bool = False, stride: int = 1
+) -> Any:
     """torchvision ``arch`` (random init, seeded) as a module with one output: its logits,
-    their softmax (``probabilities``) or argmax (``labels``); ``bgr``: it takes BGR input."""
+    their softmax (``probabilities``) or argmax (``labels``); ``bgr``: it takes BGR input;
+    ``stride``: it answers at 1/stride of its input (as SegFormer's head does)."""
     import torch
     import torchvision
 
@@ -37,6 +40,8 @@ def network(arch: str, classes: int, head: str = "logits", bgr: bool = False) ->
             if bgr:  # trained on BGR: channel 0 is blue
                 x = x.flip(1)
             out = self.model(x)["out"]
+            if stride > 1:
+                out = torch.nn.functional.avg_pool2d(out, stride)
             if head == "probabilities":
                 return out.softmax(1)
             if head == "labels":

@@ -31,9 +31,11 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "probabilities": ("lraspp_mobilenet_v3_large", 5, "probabilities", False, True),
         "labels": ("lraspp_mobilenet_v3_large", 5, "labels", False, True),
         "bgr": ("lraspp_mobilenet_v3_large", 5, "logits", True, True),
+        # answers at a quarter of its input's height and width
+        "stride4": ("lraspp_mobilenet_v3_large", 5, "logits", False, True),
     }
     for name, (arch, classes, head, bgr, dynamic) in specs.items():
-        module = network(arch, classes, head, bgr)
+        module = network(arch, classes, head, bgr, stride=4 if name == "stride4" else 1)
         path = export(module, d / f"{name}.onnx", dynamic)
         keys = {"output": head, "name": name}
         if dynamic:
@@ -48,7 +50,8 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _pipeline(path: Path, backend: str, **options):
     from seg_ros.inference import Pipeline
 
-    return Pipeline(weights=str(path), backend=backend, output_resolution="network", **options)
+    options = {"output_resolution": "network", **options}
+    return Pipeline(weights=str(path), backend=backend, **options)
 
 
 BACKENDS = [
@@ -361,3 +364,36 @@ def test_tensorrt_builds_its_engine_from_the_users_onnx(own, monkeypatch, tmp_pa
     assert seen["onnx"] == own["lraspp5"][0] and seen["size"] == OWN_SIZE
     assert json.loads(seen["metadata"]["class_names"]) == FIVE
     assert seen["metadata"]["output"] == "logits" and seen["metadata"]["model"] == "lraspp5"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_output_at_a_stride_is_resized_to_the_network_size(own, backend) -> None:
+    """A head that answers at 1/4 of the input (30x40 for 120x160): labels, colour, overlay
+    and confidence come out at the sizes asked, each label the nearest low-res one."""
+    from seg_ros.inference.postprocess import resize_labels
+
+    path, module = own["stride4"]
+    rgb = real_frames(1)[0]
+    result = _pipeline(path, backend, confidence=True)(rgb)
+    assert result.labels.shape == result.confidence.shape == OWN_SIZE
+    assert result.overlay.shape == (*OWN_SIZE, 3)
+    low = torch_labels(module, rgb)
+    assert low.shape == (OWN_SIZE[0] // 4, OWN_SIZE[1] // 4)
+    assert (result.labels == resize_labels(low, OWN_SIZE)).mean() >= 0.99
+    full = _pipeline(path, backend, output_resolution="input")(rgb)
+    assert full.labels.shape == rgb.shape[:2]
+
+
+def test_a_half_precision_input_is_refused_naming_the_dtype(own, tmp_path) -> None:
+    import onnx
+
+    from seg_ros.own_model import read_own_model
+    from seg_ros.weights import WeightsError
+
+    proto = onnx.load(str(own["lraspp5"][0]))
+    proto.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    path = tmp_path / "half.onnx"
+    onnx.save(proto, str(path))
+    describe(path, FIVE, input_size=list(OWN_SIZE))
+    with pytest.raises(WeightsError, match="is not float32, which seg_ros feeds"):
+        read_own_model(path)
