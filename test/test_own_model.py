@@ -283,7 +283,7 @@ def test_seg_eval_scores_an_own_model_on_a_folder_dataset_of_its_classes(own, tm
 @pytest.mark.skipif(
     not __import__("importlib").util.find_spec("nncf"), reason="nncf (seg_ros[openvino]) missing"
 )
-def test_int8_of_an_own_model_records_its_accuracy_and_runs(own, tmp_path) -> None:
+def test_int8_of_an_own_model_records_its_accuracy_and_runs(own, tmp_path, capsys) -> None:
     from seg_ros.inference import Pipeline
     from seg_ros.inference.postprocess import resize_labels
     from seg_ros.tools.quantize import main as seg_quantize
@@ -294,6 +294,12 @@ def test_int8_of_an_own_model_records_its_accuracy_and_runs(own, tmp_path) -> No
     root = _folder_dataset(tmp_path / "mine", FIVE, frames)
     shutil.copytree(root / "val", root / "train")
     output, report = tmp_path / "lraspp5_int8.xml", tmp_path / "int8.json"
+    # a validation split of other class names: its accuracy guard would mean nothing
+    other = _folder_dataset(tmp_path / "other", [*FIVE[:2], "bus", *FIVE[3:]], frames)
+    refused = ["--weights", str(path), "--output", str(output), "--dataset", "folder"]
+    assert seg_quantize([*refused, "--data-root", str(other)]) == 2
+    assert "class id 2 is 'car' for the model but 'bus'" in capsys.readouterr().err
+    assert not output.exists()
     code = seg_quantize([
         "--weights", str(path), "--output", str(output), "--data-root", str(root),
         "--dataset", "folder", "--frames", "3", "--max-drop", "100", "--json", str(report),

@@ -91,6 +91,19 @@ def arguments_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def check_classes(weights: str | None, dataset: object) -> None:
+    """The accuracy guard scores label ids: refuse a validation split of other classes."""
+    if not weights:
+        return  # the shipped weights: their dataset is the reader's (camvid)
+    from seg_ros.labels import class_mismatch
+    from seg_ros.own_model import read_any_metadata
+
+    meta = read_any_metadata(weights)
+    problem = class_mismatch(list(meta.class_names), list(dataset.label_set.classes))
+    if problem:
+        raise ValueError(f"{weights} and {dataset.name} disagree: {problem}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if outputs_refused("seg-quantize", {"--output": args.output, "--json": args.json}):
@@ -102,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.inference.errors import PipelineError
     from seg_ros.inference.quantize import quantize
     from seg_ros.training.datasets import DatasetError, build_dataset
+    from seg_ros.weights import WeightsError
 
     size = args.input_size
     try:
         val = build_dataset(args.dataset, args.data_root, args.val_split)
+        check_classes(args.weights, val)
         n_val = min(args.val_frames or len(val), len(val))
         validation = [val.load(i) for i in range(n_val)]
         if args.calibration:
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             fast_bias_correction=not args.full_bias_correction,
             progress=lambda m: print(f"seg-quantize: {m}", flush=True),
         )
-    except (PipelineError, DatasetError, ValueError, OSError, SystemExit) as e:
+    except (PipelineError, WeightsError, DatasetError, ValueError, OSError, SystemExit) as e:
         print(f"seg-quantize: {e}", file=sys.stderr)
         return 2
     print(
