@@ -299,10 +299,12 @@ class Pipeline:
         precision, int8, an engine) must give the labels onnxruntime gives for the ONNX."""
         from seg_ros.own_model import check_output
 
-        image = synthetic_scene(*self.input_size)
+        batch = self.prepare(synthetic_scene(*self.input_size)).batch
+        # The same input for the reference, on the host (TensorRT's batch lives on the GPU).
+        reference_input = self.backend.to_numpy(batch)
         what = f"{self.backend_name}/{self.backend.device}/{self.config.precision}"
         try:
-            candidate = self.backend.to_numpy(self.backend.infer(self.prepare(image).batch))
+            candidate = self.backend.to_numpy(self.backend.infer(batch))
         except Exception as e:  # a runtime refusing the graph at this size, a missing op
             raise PipelineError(f"{what} cannot run {self._own.path}: {e}") from e
         try:
@@ -313,7 +315,7 @@ class Pipeline:
         if exact and self.config.precision == "fp32" and not self.config.engine:
             self.backend.notes["parity"] = "not needed: onnxruntime runs the ONNX itself"
             return
-        reference = onnxruntime_reference(self._own.path, self.prepare(image).batch)
+        reference = onnxruntime_reference(self._own.path, reference_input)
         if reference is None:
             self.backend.notes["parity"] = "not checked: onnxruntime (the reference) is missing"
             return
@@ -428,23 +430,24 @@ class Pipeline:
             labels = decode.label_map(self.backend.to_numpy(logits), self.metadata.num_classes)
         else:
             labels = self.backend.labels(logits)  # the argmax of probabilities too
+        # An own model may answer at a stride of its input: labels leave at network size
+        # (a no-op for seg_ros' networks, which answer at it).
+        labels = postprocess.resize_labels(labels, self.input_size)
         wanted = self.config.confidence if want is None else want
         if wanted or threshold > 0:
-            _check_confidence(self.metadata, wanted, threshold)
+            if output == "labels":  # no scores to take it from (refused at build and set)
+                _check_confidence(self.metadata, wanted, threshold)
             if output == "probabilities":
                 probability = decode.max_probability(self.backend.to_numpy(logits))
             else:
                 probability = self.backend.confidence(logits)
-            if labels.shape != self.input_size:
-                probability = postprocess.resize_confidence(probability, self.input_size)
+            probability = postprocess.resize_confidence(probability, self.input_size)
             if threshold > 0:
-                labels = postprocess.resize_labels(labels, self.input_size)
                 labels = np.where(probability < threshold, IGNORE_INDEX, labels)
                 labels = labels.astype(np.uint8)
             if wanted:
                 frame.confidence = postprocess.confidence_u8(probability)
-        # An own model may answer at a stride of its input: labels leave at network size.
-        frame.labels = postprocess.resize_labels(labels, self.input_size)
+        frame.labels = labels
         frame.t2, frame.t_labels = t2, t2 + (time.perf_counter() - started)
         frame.batch = None  # the runtime's buffer may be reused by the next frame
 

@@ -259,14 +259,17 @@ def _references(pipeline: Any, images: list[np.ndarray], size: tuple[int, int]) 
 
     network = pipeline.reference_network
     if pipeline.own_model is not None:  # your own model: its ONNX on onnxruntime's fp32 CPU
+        from seg_ros.inference.decode import label_map
         from seg_ros.inference.pipeline import onnxruntime_reference
+        from seg_ros.inference.postprocess import argmax_nchw, resize_labels
 
         path = pipeline.own_model.path
         outputs = [onnxruntime_reference(path, pipeline.prepare(im).batch) for im in images]
         if any(o is None for o in outputs):
             return [], None
-        labels = pipeline.metadata.output == "labels"
-        return [o.reshape(o.shape[-2:]) if labels else o[0].argmax(0) for o in outputs], None
+        m = pipeline.metadata
+        decode = (lambda o: label_map(o, m.num_classes)) if m.output == "labels" else argmax_nchw
+        return [resize_labels(decode(o), size) for o in outputs], None
     if network is None:
         return [], None
     m = pipeline.metadata

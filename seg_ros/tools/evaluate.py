@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    from seg_ros.inference import PipelineConfig
     from seg_ros.inference.errors import PipelineError
     from seg_ros.metrics import format_table
     from seg_ros.own_model import is_onnx_model, read_any_metadata
@@ -135,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         indices = None if args.limit is None else range(min(args.limit, len(dataset)))
         pipeline = None
         if args.backend is not None:
-            # an own model names itself; model is then not consulted
-            pipeline = deployed_pipeline(args, weights, meta.model if model else "fplnet", device)
+            # an own model names itself; model is then not consulted (the default stands)
+            name = meta.model if model is not None else PipelineConfig.model
+            pipeline = deployed_pipeline(args, weights, name, device)
         elif args.precision != "fp32" or args.engine:
             raise ValueError("--precision and --engine choose a deployed path: add --backend")
     except (FileNotFoundError, ValueError, DatasetError, WeightsError, PipelineError) as e:
