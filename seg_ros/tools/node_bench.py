@@ -208,6 +208,15 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
     return out
 
 
+def calls_per_second(call: Any, seconds: float) -> float:
+    """``call(n)`` for n = 0, 1, ... back to back for ``seconds``: how many a second."""
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        call(n)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
 def stream_mode(args: argparse.Namespace, mode: str, frames: list[np.ndarray]) -> dict[str, Any]:
     """One inference mode: the bare runtime and the bare pipeline back to back (in this
     process), then a node in that mode fed by a camera at --stream-rate (it drops what it
@@ -218,24 +227,21 @@ def stream_mode(args: argparse.Namespace, mode: str, frames: list[np.ndarray]) -
     from seg_ros.tools.bench import bare_call, bare_throughput, timed_in_flight
 
     pipeline = Pipeline(NodeSettings.from_values(_node_params(args, mode)).pipeline_config())
+    seconds = min(args.stream, 5.0)
     if pipeline.in_flight > 1:
         runtime_fps = bare_throughput(pipeline, frames[0], max(20, int(args.stream * 10)))
-    else:
-        batch, infer = bare_call(pipeline, frames[0])
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < min(args.stream, 5.0):
-            infer(batch)
-            n += 1
-        runtime_fps = n / (time.perf_counter() - start)
-    if pipeline.in_flight > 1:  # frames in flight, finished in order, as the node runs them
+        # frames in flight, finished in order, as the node runs them
         timing = argparse.Namespace(iterations=max(20, int(args.stream * 10)), warmup=0)
         pipeline_fps = timed_in_flight(pipeline, frames, timing, None)["fps"]
     else:
-        start, n = time.perf_counter(), 0
-        while time.perf_counter() - start < min(args.stream, 5.0):
-            pipeline(frames[n % len(frames)], want_color=True, want_overlay=True)
-            n += 1
-        pipeline_fps = n / (time.perf_counter() - start)
+        batch, infer = bare_call(pipeline, frames[0])
+        runtime_fps = calls_per_second(lambda n: infer(batch), seconds)
+        pipeline_fps = calls_per_second(
+            lambda n, run=pipeline: run(
+                frames[n % len(frames)], want_color=True, want_overlay=True
+            ),
+            seconds,
+        )
     in_flight = pipeline.describe_in_flight()
     del pipeline  # the node gets the cores
     node = NodeRunner(args, Path("out") / f"node_bench_{mode}.log", mode)
