@@ -212,17 +212,13 @@ class RowSpec(NamedTuple):
 
 
 def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) -> Any:
-    from seg_ros.inference import Pipeline
+    from seg_ros.inference import Pipeline, PipelineConfig
     from seg_ros.own_model import is_onnx_model
 
     model, variant, backend, precision, size, mode = spec
-    if is_onnx_model(model):  # your own model: the ONNX is the weights, an int8 IR via --int8
-        engine = args.int8_models.get(model) if precision == "int8" else None
-        return Pipeline(
-            weights=model, engine=engine, backend=backend, device=args.device,
-            precision=precision, input_size=size, output_resolution="network",
-            threads=args.threads, parity_check=not args.no_parity, inference_mode=mode,
-        )  # fmt: skip
+    own = is_onnx_model(model)
+    if own:  # your own model: the ONNX is its weights (an int8 IR of it via --int8)
+        weights = {**weights, model: model}
     key = f"{model}:{variant}" if f"{model}:{variant}" in weights else model
     engine = None
     if precision == "int8":
@@ -237,7 +233,7 @@ def _pipeline(spec: RowSpec, args: argparse.Namespace, weights: dict[str, str]) 
                 weights = {**weights, key: str(shipped)}
     return Pipeline(
         engine=engine,
-        model=model,
+        model=PipelineConfig.model if own else model,  # an own model names itself
         variant=variant,
         weights=weights.get(key),
         backend=backend,
