@@ -166,3 +166,54 @@ def test_seg_eval_refuses_what_the_deployed_path_cannot_do(
     assert "add --backend" in capsys.readouterr().err
     assert seg_eval([*base, "--backend", "torch", "--precision", "int8"]) == 2
     assert "precision 'int8'" in capsys.readouterr().err
+
+
+def _leaning(model: nn.Module, cls: int | None, path: Path) -> Path:
+    """``model``'s weights, with the classifier's bias pushed far towards ``cls`` (if given):
+    a member whose softmax is ~1 for that class everywhere outvotes any other in a mean."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    if cls is not None:
+        last_bias = [k for k, v in state.items() if k.endswith(".bias") and v.shape == (11,)][-1]
+        state[last_bias][cls] += 100.0
+    meta = WeightsMetadata(
+        "fplnet",
+        "encoder",
+        11,
+        "camvid",
+        list(CAMVID.classes),
+        [list(c) for c in CAMVID.palette],
+        input_size=[24, 40],
+    )
+    return save_weights(path, state, meta)
+
+
+def test_seg_eval_ensemble_scores_the_members_mean(
+    camvid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    model = build_model("fplnet", "encoder", 11)
+    plain = _leaning(model, None, tmp_path / "plain.safetensors")
+    base = ["--data-root", str(camvid_root), "--quiet", "--device", "cpu"]
+
+    def score(*argv: str) -> dict:
+        out = tmp_path / "r.json"
+        assert seg_eval([*argv, *base, "--json", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    alone = score(str(plain))
+    # the mean of a network with itself is that network
+    assert score(str(plain), "--ensemble", str(plain))["iou"] == alone["iou"]
+    data = build_dataset("camvid", camvid_root, "val")
+    labels = np.concatenate([data.load(i)[1].ravel() for i in range(len(data))])
+    labels = labels[labels != 255]
+    for cls in (3, 5):
+        leaning = _leaning(model, cls, tmp_path / f"leaning{cls}.safetensors")
+        both = score(str(plain), "--ensemble", str(leaning))
+        # the confident member decides every pixel: the pixels of cls are all that is right
+        assert both["pixel_accuracy"] == pytest.approx(float((labels == cls).mean()), abs=1e-6)
+        assert both["ensemble"] == [str(leaning)]
+    assert "mean softmax of fplnet/encoder + fplnet/encoder" in capsys.readouterr().out
+    assert seg_eval([str(plain), "--ensemble", str(plain), *base, "--input-size", "24x40"]) == 2
+    assert "drop --input-size" in capsys.readouterr().err
+    assert seg_eval([str(plain), "--ensemble", str(tmp_path / "gone.safetensors"), *base]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -4,6 +4,7 @@ seg-eval models/fplnet_camvid.safetensors --data-root ../shared/data/camvid --sp
 seg-eval best.safetensors --dataset cityscapes --data-root data/cityscapes --scales 0.5 0.75 1 \
     1.25 1.5 1.75 --flip --json val.json
 seg-eval fplnet_camvid --data-root ../shared/data/camvid --backend openvino --precision int8
+seg-eval fplnet_camvid --ensemble rgpnet_camvid desanet_camvid --data-root ../shared/data/camvid
 
 Without --backend it scores the PyTorch module itself (fp32: the model cards' figures); with
 --backend the deployed path: each frame through the node's Pipeline on that runtime,
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scales", type=float, nargs="+", default=[1.0], help="e.g. 0.5 0.75 1 1.25 1.5 1.75"
     )
     p.add_argument("--flip", action="store_true", help="also average horizontally flipped views")
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="WEIGHTS",
+        help="score the mean softmax of the weights and these (each at its own input size; "
+        "with --scales/--flip): a distill: teacher set's figure before a run is spent on it",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 (default: auto)")
     p.add_argument(
         "--amp",
@@ -113,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from seg_ros.metrics import format_table
     from seg_ros.own_model import is_onnx_model, read_any_metadata
     from seg_ros.training.datasets import DatasetError
+    from seg_ros.training.teacher import TeacherError
     from seg_ros.training.trainer import autocast_dtype
     from seg_ros.weights import WeightsError, load_model
 
@@ -134,19 +143,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         amp_dtype = autocast_dtype(args.amp, device)
         indices = None if args.limit is None else range(min(args.limit, len(dataset)))
-        pipeline = None
-        if args.backend is not None:
+        pipeline = targets = None
+        if args.ensemble:
+            targets = ensemble_targets(args, weights, dataset)
+        elif args.backend is not None:
             # an own model names itself; model is then not consulted (the default stands)
             name = meta.model if model is not None else PipelineConfig.model
             pipeline = deployed_pipeline(args, weights, name, device)
         elif args.precision != "fp32" or args.engine:
             raise ValueError("--precision and --engine choose a deployed path: add --backend")
-    except (FileNotFoundError, ValueError, DatasetError, WeightsError, PipelineError) as e:
+    except (
+        FileNotFoundError,
+        ValueError,
+        DatasetError,
+        WeightsError,
+        PipelineError,
+        TeacherError,
+    ) as e:
         print(f"seg-eval: {e}", file=sys.stderr)
         return 2
 
     start = time.perf_counter()
-    if pipeline is not None:
+    if targets is not None:
+        from seg_ros.training.teacher import mean_confusion
+
+        cm = mean_confusion(targets, indices)
+    elif pipeline is not None:
         from seg_ros.inference.scoring import pipeline_confusion
 
         frames = indices if indices is not None else range(len(dataset))
@@ -163,11 +185,41 @@ def main(argv: list[str] | None = None) -> int:
         setting = f"scales {' '.join(f'{s:g}' for s in args.scales)}" + (
             " + flip" if args.flip else ""
         )
-    print(f"{meta.model}/{meta.variant} on {dataset.name} ({frames} frames, {setting})")
+    if targets is not None:
+        members = " + ".join(f"{m.model}/{m.variant}" for _, m in targets.models)
+        print(f"mean softmax of {members} on {dataset.name} ({frames} frames, {setting})")
+    else:
+        print(f"{meta.model}/{meta.variant} on {dataset.name} ({frames} frames, {setting})")
     print(format_table(cm, class_names))
     if args.json:
         _write_json(args, weights, meta, frames, device, seconds, cm)
     return 0
+
+
+def ensemble_targets(args: argparse.Namespace, weights: Path, dataset: Any) -> Any:
+    """The weights and --ensemble as a distillation teacher set (its loader checks each file
+    and its classes); each member runs at its own input size, so --input-size is refused."""
+    from seg_ros.own_model import is_onnx_model
+    from seg_ros.training.teacher import TeacherTargets
+
+    members = [weights, *(resolve_weights(w) for w in args.ensemble)]
+    onnx = [str(m) for m in members if is_onnx_model(m)]
+    if onnx:
+        raise ValueError(f"--ensemble averages seg_ros weights files, not ONNX: {', '.join(onnx)}")
+    fixed = {
+        "--backend": args.backend,
+        "--engine": args.engine,
+        "--input-size": args.input_size,
+        "--amp": args.amp != "off",
+        "--precision": args.precision != "fp32",
+    }
+    clash = [name for name, given in fixed.items() if given]
+    if clash:
+        raise ValueError(
+            f"--ensemble scores the PyTorch modules, each at its own input size in fp32: "
+            f"drop {', '.join(clash)}"
+        )
+    return TeacherTargets(members, dataset, args.scales, args.flip)
 
 
 def dataset_name(args: argparse.Namespace, meta: Any) -> str:
@@ -223,6 +275,7 @@ def _write_json(
         "device": str(device),
         "amp": args.amp,
         "backend": args.backend or "module",
+        "ensemble": [str(resolve_weights(w)) for w in args.ensemble or []],
         "precision": args.precision,
         "seconds": round(seconds, 2),
         **report(cm, meta.class_names),

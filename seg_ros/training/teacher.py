@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from seg_ros.inference.artifacts import file_digest
+from seg_ros.metrics import ConfusionMatrix
 from seg_ros.paths import atomic_write
 from seg_ros.training.datasets import SegmentationDataset
 from seg_ros.training.evaluate import normalise, predict_probabilities
@@ -72,9 +73,15 @@ class TeacherTargets:
             "frames": [str(image.name) for image, _ in self.dataset.samples],
         }
 
-    @torch.no_grad()
     def predict(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """HxWxC uint8 probabilities at ``size`` (the label's), the teachers' mean."""
+        mean = self.probabilities(image, size)
+        return (mean.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """CxHxW float probabilities at ``size``, the teachers' mean (each teacher at its own
+        input size and normalisation)."""
         total = None
         for model, meta in self.models:
             x = normalise(
@@ -87,8 +94,7 @@ class TeacherTargets:
             p = predict_probabilities(model, x, self.scales, self.flip, output_size=size)
             p = p / p.sum(1, keepdim=True)
             total = p if total is None else total + p
-        mean = total[0] / len(self.models)
-        return (mean.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        return total[0] / len(self.models)
 
     def prepare(self, root: Path, log: Callable[[str], None] = print) -> Path:
         """Compute the missing maps under ``root/teacher-<digest>/`` (each written whole, so an
@@ -130,6 +136,21 @@ class TeacherTargets:
         if not self._maps:
             raise RuntimeError("TeacherTargets.prepare() must run before the maps are read")
         return self._maps[index]
+
+
+def mean_confusion(
+    targets: TeacherTargets, indices: Iterable[int] | None = None
+) -> ConfusionMatrix:
+    """The confusion matrix of the teachers' mean on their dataset: what a ``distill:`` set
+    teaches, scored before a run is spent on it. Argmax of the float mean, not of the uint8
+    maps, whose rounding would invent ties."""
+    dataset = targets.dataset
+    cm = ConfusionMatrix(dataset.label_set.num_classes)
+    for i in range(len(dataset)) if indices is None else indices:
+        image, label = dataset.load(i)
+        prediction = targets.probabilities(image, label.shape).argmax(0)
+        cm.update(prediction, torch.from_numpy(label))
+    return cm
 
 
 class DistillationSet(torch.utils.data.Dataset):
