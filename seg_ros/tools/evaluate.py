@@ -177,23 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         cm = module_confusion(model, dataset, meta, device, amp_dtype, indices, args)
     seconds = time.perf_counter() - start
     frames = len(indices) if indices is not None else len(dataset)
-    class_names = meta.class_names
-    if pipeline is not None:
-        described = pipeline.describe()
-        setting = f"{described['backend']} {described['precision']}, {described['input_size']}"
-    else:
-        setting = f"scales {' '.join(f'{s:g}' for s in args.scales)}" + (
-            " + flip" if args.flip else ""
-        )
-    if targets is not None:
-        members = " + ".join(f"{m.model}/{m.variant}" for _, m in targets.models)
-        print(f"mean softmax of {members} on {dataset.name} ({frames} frames, {setting})")
-    else:
-        print(f"{meta.model}/{meta.variant} on {dataset.name} ({frames} frames, {setting})")
-    print(format_table(cm, class_names))
+    print(f"{_scored(meta, pipeline, targets)} on {dataset.name} ({frames} frames, ", end="")
+    print(f"{_setting(args, pipeline)})")
+    print(format_table(cm, meta.class_names))
     if args.json:
         _write_json(args, weights, meta, frames, device, seconds, cm)
     return 0
+
+
+def _scored(meta: Any, pipeline: Any, targets: Any) -> str:
+    """What was scored, for the table's headline."""
+    if targets is not None:
+        members = " + ".join(f"{m.model}/{m.variant}" for _, m in targets.models)
+        return f"mean softmax of {members}"
+    return f"{meta.model}/{meta.variant}"
+
+
+def _setting(args: argparse.Namespace, pipeline: Any) -> str:
+    """How it was run: the deployed runtime, or the module's scales and flip."""
+    if pipeline is not None:
+        described = pipeline.describe()
+        return f"{described['backend']} {described['precision']}, {described['input_size']}"
+    return f"scales {' '.join(f'{s:g}' for s in args.scales)}" + (" + flip" if args.flip else "")
 
 
 def ensemble_targets(args: argparse.Namespace, weights: Path, dataset: Any) -> Any:
