@@ -172,3 +172,55 @@ def test_trains_under_cpu_bf16_autocast() -> None:
         main, aux = model(x)
     (main.float().mean() + aux.float().mean()).backward()
     assert model.spatial.offset.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "bias"), [(1, 1, 1, False), (2, 2, 2, True)]
+)
+def test_training_deform_conv_has_torchvision_values_and_gradients(
+    stride: int, padding: int, dilation: int, bias: bool
+) -> None:
+    """Training runs the sampled form (vectorised backward); its output and the gradients to
+    the input, the offsets and the DeformConv2d's own parameters must be torchvision's."""
+    from torchvision.ops import DeformConv2d
+
+    from seg_ros.models.deform import deform_conv_for_training
+
+    torch.manual_seed(0)
+    dcn = DeformConv2d(5, 7, 3, stride=stride, padding=padding, dilation=dilation, bias=bias)
+    x = torch.randn(2, 5, 11, 13)
+    ho = (11 + 2 * padding - dilation * 2 - 1) // stride + 1
+    wo = (13 + 2 * padding - dilation * 2 - 1) // stride + 1
+    # offsets that reach outside the image, never exactly on a pixel (kinks of bilinear)
+    offset = torch.randn(2, 18, ho, wo) * 3 + 0.25
+    results = []
+    for run in (dcn, lambda a, b: deform_conv_for_training(dcn, a, b)):
+        dcn.zero_grad()
+        xi, oi = x.clone().requires_grad_(), offset.clone().requires_grad_()
+        y = run(xi, oi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        grads = [xi.grad, oi.grad, dcn.weight.grad] + ([dcn.bias.grad] if bias else [])
+        results.append([y.detach(), *(g.clone() for g in grads)])
+    for ours, theirs in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_training_mode_runs_the_sampled_form_and_eval_torchvision(monkeypatch) -> None:
+    from seg_ros.models import desanet as module
+
+    called: list[str] = []
+    for name in ("deform_conv_for_training", "deform_conv_fp32"):
+        real = getattr(module, name)
+
+        def spy(*args, _real=real, _name=name):
+            called.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(module, name, spy)
+    model = desanet_resnet18(num_classes=3)
+    x = torch.randn(2, 3, 64, 64)
+    model.train()(x)
+    model.eval()(x)
+    with torch.no_grad():
+        model.train()(x)  # no gradients wanted: the op the exporters see
+    assert called == ["deform_conv_for_training", "deform_conv_fp32", "deform_conv_fp32"]

@@ -32,7 +32,11 @@ from torchvision.ops import DeformConv2d
 
 from seg_ros.models.backbones import hardnet68ds_features, resnet_features
 from seg_ros.models.common import ConvBNReLU, TrainOutput, pad_to_multiple
-from seg_ros.models.deform import ONNX_MIN_OPSET, deform_conv_fp32
+from seg_ros.models.deform import (
+    ONNX_MIN_OPSET,
+    deform_conv_for_training,
+    deform_conv_fp32,
+)
 
 
 def _upsample(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -166,7 +170,11 @@ class SpatialPath(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quarter = self.stem(x)
         x = self.down(quarter)
-        x = deform_conv_fp32(self.deform, x, self.offset(x))
+        offset = self.offset(x)
+        if self.training and torch.is_grad_enabled():
+            x = deform_conv_for_training(self.deform, x, offset)
+        else:  # eval and export keep torchvision's op (ONNX DeformConv, OpenVINO's frontend)
+            x = deform_conv_fp32(self.deform, x, offset)
         return quarter, self.scse(self.deform_out(x))
 
 
