@@ -1,9 +1,9 @@
 """Everything seg_ros knows about torchvision's deformable convolution (DESANet's spatial path).
 
 One module for it because six layers meet the op: training (a vectorised backward), the network
-(fp32 under autocast), the torch
-backend (a faster CPU form, fp32 inside a bf16 model), the ONNX exporters (ONNX DeformConv), the
-MAC counter (torch's table lacks it), and export/engine checks that ask whether a network has it.
+(fp32 under autocast), the torch backend (a faster CPU form, fp32 inside a bf16 model), the ONNX
+exporters (ONNX DeformConv), the MAC counter (torch's table lacks it), and export/engine checks
+that ask whether a network has it.
 
 - **Autocast.** torchvision's CPU ``deform_conv2d`` has no bf16/fp16 kernel (training with bf16
   autocast crashed): ``deform_conv_fp32`` runs it in fp32; at 1/8 resolution that costs a few
