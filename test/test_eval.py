@@ -215,5 +215,7 @@ def test_seg_eval_ensemble_scores_the_members_mean(
     assert "mean softmax of fplnet/encoder + fplnet/encoder" in capsys.readouterr().out
     assert seg_eval([str(plain), "--ensemble", str(plain), *base, "--input-size", "24x40"]) == 2
     assert "drop --input-size" in capsys.readouterr().err
+    assert seg_eval([str(plain), "--ensemble", str(plain), *base[:-2], "--device", "cuda"]) == 2
+    assert "drop --device" in capsys.readouterr().err
     assert seg_eval([str(plain), "--ensemble", str(tmp_path / "gone.safetensors"), *base]) == 2
     assert "not found" in capsys.readouterr().err

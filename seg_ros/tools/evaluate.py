@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.device != "auto"
             else ("cuda" if torch.cuda.is_available() else "cpu")
         )
+        if args.ensemble:  # its members run where distillation computes them: the CPU
+            device = torch.device("cpu")
         amp_dtype = autocast_dtype(args.amp, device)
         indices = None if args.limit is None else range(min(args.limit, len(dataset)))
         pipeline = targets = None
@@ -217,12 +219,13 @@ def ensemble_targets(args: argparse.Namespace, weights: Path, dataset: Any) -> A
         "--input-size": args.input_size,
         "--amp": args.amp != "off",
         "--precision": args.precision != "fp32",
+        "--device": args.device not in ("auto", "cpu"),
     }
     clash = [name for name, given in fixed.items() if given]
     if clash:
         raise ValueError(
-            f"--ensemble scores the PyTorch modules, each at its own input size in fp32: "
-            f"drop {', '.join(clash)}"
+            "--ensemble scores the PyTorch modules on the CPU, each at its own input size in "
+            f"fp32: drop {', '.join(clash)}"
         )
     return TeacherTargets(members, dataset, args.scales, args.flip)
 
