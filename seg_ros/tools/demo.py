@@ -282,9 +282,9 @@ def _print_accuracy(args: argparse.Namespace, score: ClipScore, diag: dict[str, 
         print(f"  accuracy   {score.describe()}")
         if _is_shipped_clip(args.input):
             print(
-                "             (the shipped clip is from CamVid val, which the shipped FPLNet"
-                " trains on: a sanity check, not accuracy on new footage; judge that with"
-                " seg-bag-eval)"
+                "             (the shipped clip is from CamVid val, which files trained on"
+                " train + val, as the shipped FPLNet is, have seen: a sanity check, not accuracy"
+                " on new footage; judge that with seg-bag-eval)"
             )
 
 
