@@ -113,18 +113,22 @@ def test_bench_prints_both_inference_modes_in_one_run(tmp_path, capsys) -> None:
     runs one frame at a time has its throughput row skipped with the reason."""
     pytest.importorskip("openvino")
     out = tmp_path / "modes.json"
-    argv = ["--models", "fplnet", "--backends", "openvino", "torch", "--sizes", "64x96",
+    backends = ("openvino", "onnxruntime", "torch")
+    argv = ["--models", "fplnet", "--backends", *backends, "--sizes", "64x96",
             "--iterations", "6", "--warmup", "1", "--threads", "2", "--json", str(out)]  # fmt: skip
     assert bench.main(argv) == 0
     rows = {(r["backend"], r["mode"]): r for r in json.loads(out.read_text())["results"]}
-    assert set(rows) == {(b, m) for b in ("openvino", "torch") for m in ("latency", "throughput")}
-    for key in [("openvino", "latency"), ("openvino", "throughput"), ("torch", "latency")]:
+    assert set(rows) == {(b, m) for b in backends for m in ("latency", "throughput")}
+    for key in [*((b, m) for b in backends[:2] for m in ("latency", "throughput")),
+                ("torch", "latency")]:  # fmt: skip
         row = rows[key]
         assert row["status"] == "ok", row.get("reason")
         assert row["fps"] > 0 and row["bare_fps"] > 0
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
-    assert rows[("openvino", "throughput")]["in_flight"] >= 2
-    assert rows[("openvino", "latency")]["in_flight"] == 1
+    assert rows[("openvino", "throughput")]["in_flight"] >= 2  # the streams OpenVINO chose
+    assert rows[("onnxruntime", "throughput")]["in_flight"] == 2  # one per thread
+    for runtime in backends[:2]:
+        assert rows[(runtime, "latency")]["in_flight"] == 1
     skipped = rows[("torch", "throughput")]
     assert skipped["status"] == "skipped" and "torch runs one frame at a time" in skipped["reason"]
     printed = capsys.readouterr().out

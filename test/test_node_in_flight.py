@@ -13,7 +13,7 @@ from ros_fixtures import NodeUnderTest, collected, image_msg, scene, values, wai
 from weights_helpers import make_weights
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (ros-rclpy) are not installed")
-pytest.importorskip("openvino", reason="frames in flight run on OpenVINO")
+pytest.importorskip("openvino", reason="frames in flight run on OpenVINO (and onnxruntime)")
 
 H, W = 90, 120
 SCENES = 6
@@ -29,10 +29,10 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-def node(ros_probe, weights, tmp_path) -> NodeUnderTest:
+def node(request, ros_probe, weights, tmp_path) -> NodeUnderTest:
     params = {
         "weights": weights["full"],
-        "backend": "openvino",
+        "backend": getattr(request, "param", "openvino"),
         "inference_mode": "throughput",
         "target_rate": 0.0,
         "diagnostics_period": 0.5,
@@ -60,6 +60,7 @@ def number(frame_id: str) -> int:
     return int(frame_id.split("_")[-2].lstrip("abcdefghijklmnopqrstuvwxyz"))
 
 
+@pytest.mark.parametrize("node", ["openvino", "onnxruntime"], indirect=True)
 def test_outputs_keep_order_headers_and_the_one_at_a_time_labels(node, weights) -> None:
     from seg_ros.inference import Pipeline
 
@@ -69,7 +70,7 @@ def test_outputs_keep_order_headers_and_the_one_at_a_time_labels(node, weights) 
     stream(node, "order", 90)
     wait_for(lambda: len(collected(node.outputs["labels"], "order")) > 10, what="outputs")
     time.sleep(1.0)
-    reference = Pipeline(weights=weights["full"], backend="openvino")
+    reference = Pipeline(weights=weights["full"], backend=values(status)["Backend"].split()[0])
     expected = [reference(scene(H, W, seed=s)).labels for s in range(SCENES)]
     labels = collected(node.outputs["labels"], "order")
     ids = [m.header.frame_id for m in labels]

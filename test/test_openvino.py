@@ -262,12 +262,13 @@ def test_shipped_int8_fplnet_is_found_and_records_its_accuracy() -> None:
     assert fp32 - int8 <= 0.5
 
 
-def test_frames_in_flight_give_the_one_at_a_time_labels(weights: Path) -> None:
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_frames_in_flight_give_the_one_at_a_time_labels(weights: Path, backend: str) -> None:
     import threading
 
-    latency = Pipeline(weights=str(weights), backend="openvino", threads=2)
+    latency = Pipeline(weights=str(weights), backend=backend, threads=2)
     throughput = Pipeline(
-        weights=str(weights), backend="openvino", threads=2, inference_mode="throughput"
+        weights=str(weights), backend=backend, threads=2, inference_mode="throughput"
     )
     assert throughput.in_flight >= 2, throughput.describe()["inference_mode"]
     assert throughput.describe()["inference_mode"].startswith("throughput: up to")
@@ -290,11 +291,33 @@ def test_frames_in_flight_give_the_one_at_a_time_labels(weights: Path) -> None:
         np.testing.assert_array_equal(throughput.finish(frame).labels, latency(image).labels)
 
 
+def test_a_frame_that_fails_in_flight_is_handed_back_with_its_error(weights: Path) -> None:
+    """A run that fails on onnxruntime's worker thread comes back to its frame as the error
+    (the node counts and logs it, and fills the frame's place in the output order); the slot
+    it held is free again."""
+    pipeline = Pipeline(
+        weights=str(weights), backend="onnxruntime", threads=2, inference_mode="throughput"
+    )
+    assert pipeline.in_flight == 2
+    landed: list = []
+    bad = pipeline.prepare(synthetic_scene(*pipeline.input_size, seed=1))
+    bad.batch = bad.batch[:, :, :-8]  # not the shape the ONNX was exported for
+    pipeline.infer_async(bad, None, lambda f, e: landed.append((f, e)))
+    pipeline.wait_idle()
+    assert len(landed) == 1 and landed[0][0] is bad
+    assert type(landed[0][1]).__name__ == "InvalidArgument", landed[0][1]
+    good = [pipeline.prepare(synthetic_scene(*pipeline.input_size, seed=i)) for i in range(3)]
+    for frame in good:  # both slots are free: three frames run and land
+        pipeline.infer_async(frame, None, lambda f, e: landed.append((f, e)))
+    pipeline.wait_idle()
+    assert [e for _, e in landed[1:]] == [None, None, None]
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
         ({"backend": "torch"}, "torch runs one frame at a time"),
-        ({"backend": "onnxruntime"}, "onnxruntime runs one frame at a time"),
+        ({"backend": "onnxruntime", "threads": 1}, "onnxruntime was given 1 thread"),
         ({"backend": "openvino", "threads": 1}, "OpenVINO chose 1 request"),
     ],
 )

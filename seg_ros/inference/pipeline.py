@@ -414,7 +414,7 @@ class Pipeline:
                 return
             done(frame, None)
 
-        self.backend.start(frame.batch, landed)
+        self.backend.start(frame.batch, landed, lambda error: done(frame, error))
 
     def wait_idle(self) -> None:
         """Return once every ``infer_async`` frame has called its ``done``."""

@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=INFERENCE_MODES,
         default=list(INFERENCE_MODES),
         help="inference modes: latency (one frame at a time) and throughput (frames in flight, "
-        "where the runtime runs several: OpenVINO); each beside its bare runtime",
+        "where the runtime runs several: OpenVINO, onnxruntime on the CPU); each beside its bare "
+        "runtime",
     )
     p.add_argument(
         "--int8",
@@ -380,20 +381,35 @@ def timed_in_flight(
 
 
 def bare_throughput(pipeline: Any, image: np.ndarray, frames: int) -> float:
-    """Frames a second of the runtime alone with as many requests in flight as the pipeline
-    keeps (OpenVINO's AsyncInferQueue on the same compiled model, one prepared input)."""
-    import openvino as ov
-
+    """Frames a second of the runtime alone with as many frames in flight as the pipeline
+    keeps, on one prepared input: OpenVINO's AsyncInferQueue on the same compiled model, or
+    onnxruntime's same session run from that many threads."""
     from seg_ros.inference import preprocess
 
     backend = pipeline.backend
     batch = backend.prepare(preprocess.resize_to_network(image, pipeline.input_size))
-    requests = ov.AsyncInferQueue(backend.compiled, pipeline.in_flight)
+    n = pipeline.in_flight
+    if hasattr(backend, "compiled"):
+        import openvino as ov
+
+        requests = ov.AsyncInferQueue(backend.compiled, n)
+        start = time.perf_counter()
+        for _ in range(frames):
+            requests.start_async({0: batch})
+        requests.wait_all()
+        return frames / (time.perf_counter() - start)
+    feed, outputs = {backend.input_name: batch}, [backend.output_name]
+    each = -(-frames // n)
+    workers = [
+        threading.Thread(target=lambda: [backend.session.run(outputs, feed) for _ in range(each)])
+        for _ in range(n)
+    ]
     start = time.perf_counter()
-    for _ in range(frames):
-        requests.start_async({0: batch})
-    requests.wait_all()
-    return frames / (time.perf_counter() - start)
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return each * n / (time.perf_counter() - start)
 
 
 def bare_call(pipeline: Any, image: np.ndarray) -> tuple[Any, Any]:

@@ -295,9 +295,9 @@ def print_stream(rows: list[dict[str, Any]]) -> None:
             f"{r['pipeline_fps']:13.2f}  {r['in_flight']}"
         )
     print(
-        "runtime FPS: the bare network call in that mode (throughput: OpenVINO's async queue); "
-        "x runtime lat: node FPS over the bare runtime in latency mode; stamp->publish: the "
-        "node's own window"
+        "runtime FPS: the bare network call in that mode (throughput: OpenVINO's async queue, "
+        "or onnxruntime's session from that many threads); x runtime lat: node FPS over the "
+        "bare runtime in latency mode; stamp->publish: the node's own window"
     )
 
 

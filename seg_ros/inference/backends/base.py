@@ -105,11 +105,17 @@ class Backend(ABC):
             raise ValueError(f"{self.name} runs one frame at a time, not {len(batches)}")
         return [self.infer(batches[0])]
 
-    def start(self, batch: Any, done: Callable[[Any], None]) -> None:
+    def start(
+        self,
+        batch: Any,
+        done: Callable[[Any], None],
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Run the network on ``batch`` and call ``done(logits)`` with the logits, which are
-        valid only inside the call. Here: at once, on the caller's thread. Backends with
-        ``in_flight > 1`` return at once and call ``done`` from the runtime's thread, waiting
-        first only while ``in_flight`` frames are in the network already."""
+        valid only inside the call. Here: at once, on the caller's thread, and a failure is
+        raised. Backends with ``in_flight > 1`` return at once and call ``done`` from the
+        runtime's thread, or ``failed(error)`` when the network failed there, waiting first
+        only while ``in_flight`` frames are in the network already."""
         done(self.infer(batch))
 
     def wait_idle(self) -> None:  # noqa: B027 (``start`` above finishes before it returns)

@@ -3,10 +3,19 @@
 The provider list is checked after the session is made: ONNX Runtime quietly runs a whole
 session on the CPU when a GPU provider fails to load, and a user who asked for CUDA must hear
 that instead.
+
+Throughput mode on the CPU keeps one frame in flight per thread: one session, run from that
+many worker threads, each run on one intra-op thread (``InferenceSession.run`` is thread-safe).
+A memory-bound network uses two cores better as two one-thread runs than as one two-thread
+run (FPLNet at 360x480 on a 2-core Xeon: 17.2 against 14.2 frames a second).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +78,9 @@ class OnnxRuntimeBackend(Backend):
     def build(cls, ctx: BuildContext) -> OnnxRuntimeBackend:
         c, meta = ctx.config, ctx.metadata
         onnx_path = Path(c.engine) if c.engine else ctx.export_onnx()
-        return cls(onnx_path, meta.mean, meta.std, c.device, c.precision, c.threads)
+        return cls(
+            onnx_path, meta.mean, meta.std, c.device, c.precision, c.threads, c.inference_mode
+        )
 
     @classmethod
     def read_engine(cls, path: Path) -> EngineInfo:
@@ -83,6 +94,7 @@ class OnnxRuntimeBackend(Backend):
         device: str = "cpu",
         precision: str = "fp32",
         threads: int | None = None,
+        inference_mode: str = "latency",
     ) -> None:
         try:
             import onnxruntime as ort
@@ -96,7 +108,11 @@ class OnnxRuntimeBackend(Backend):
         providers = providers_for(device, precision, ort.get_available_providers())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
+        slots = self._slots(inference_mode, device, threads)
+        if slots > 1:
+            options.intra_op_num_threads = 1  # the threads go to frames, one each
+            options.inter_op_num_threads = 1
+        elif threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         path = Path(onnx_path)
@@ -117,12 +133,79 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._scale, self._bias = normalisation_constants(mean, std)
+        self._pool: ThreadPoolExecutor | None = None
+        if slots > 1:
+            self.in_flight = slots
+            self._pool = ThreadPoolExecutor(slots, thread_name_prefix="seg_ros-onnxruntime")
+            self._room = threading.BoundedSemaphore(slots)
+            self._running = 0
+            self._idle = threading.Condition()
+            self.notes["onnxruntime_runs"] = f"{slots} at once, one thread each"
+
+    def _slots(self, mode: str, device: str, threads: int | None) -> int:
+        """Frames in flight for ``mode``: one per CPU thread in throughput mode, else 1 (with
+        the reason in ``in_flight_note``)."""
+        if mode != "throughput":
+            return 1
+        if device != "cpu":
+            self.in_flight_note = (
+                "onnxruntime's GPU providers run one frame at a time here; backend tensorrt "
+                "for a GPU"
+            )
+            return 1
+        n = threads or len(os.sched_getaffinity(0))
+        if n < 2:
+            self.in_flight_note = "onnxruntime was given 1 thread: one frame at a time"
+        return n
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
+        # A new array per frame: with frames in flight each run holds its own input.
         return normalise_nchw(image, self._scale, self._bias)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def start(
+        self,
+        batch: np.ndarray,
+        done: Callable[[Any], None],
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if self._pool is None:
+            super().start(batch, done, failed)
+            return
+        self._room.acquire()  # waits while every slot holds a frame
+        with self._idle:
+            self._running += 1
+        try:
+            self._pool.submit(self._run, batch, done, failed)
+        except BaseException:
+            self._landed()
+            raise
+
+    def _run(self, batch: np.ndarray, done: Any, failed: Any) -> None:
+        try:
+            try:
+                logits = self.infer(batch)
+            except Exception as e:  # handed to the frame it belongs to, not lost in the pool
+                if failed is None:
+                    raise
+                failed(e)
+                return
+            done(logits)
+        finally:
+            self._landed()
+
+    def _landed(self) -> None:
+        with self._idle:
+            self._running -= 1
+            self._idle.notify_all()
+        self._room.release()
+
+    def wait_idle(self) -> None:
+        if self._pool is not None:
+            with self._idle:
+                self._idle.wait_for(lambda: self._running == 0)
 
     def labels(self, logits: np.ndarray) -> np.ndarray:
         return argmax_nchw(logits)

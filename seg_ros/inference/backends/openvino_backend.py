@@ -268,9 +268,9 @@ class OpenVINOBackend(Backend):
         # A new array per frame: with frames in flight each request holds its own input.
         return normalise_nchw(image, self._scale, self._bias)
 
-    def start(self, batch: Any, done: Any) -> None:
+    def start(self, batch: Any, done: Any, failed: Any = None) -> None:
         if self.queue is None:
-            super().start(batch, done)
+            super().start(batch, done, failed)
             return
         self.queue.start_async({0: batch}, done)  # waits while every request is busy
 
