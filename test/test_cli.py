@@ -125,6 +125,28 @@ def test_demo_output_folder_keeps_what_it_did_not_write(tmp_path: Path) -> None:
     assert (run.folder / "frame_00001_labels.png").exists()
 
 
+def test_benchmark_node_logs_stay_out_of_the_working_folder(tmp_path: Path, monkeypatch) -> None:
+    """seg-cameras-bench once wrote one-node.log into the folder it was run from, over any file
+    of that name; its and seg-node-bench's logs now go to a new folder unless one is given."""
+    from seg_ros.tools.output_paths import LogFolder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "one-node.log").write_text("a user's log")
+    default = LogFolder(None, "seg-cameras-bench", "--log-dir")
+    default.check()
+    path = default.path("one-node.log")
+    path.write_text("node")
+    assert path.parent != tmp_path and path.parent.name.startswith("seg-cameras-bench_")
+    assert (tmp_path / "one-node.log").read_text() == "a user's log"
+
+    given = LogFolder(tmp_path / "logs", "seg-cameras-bench", "--log-dir")
+    given.path("one-node.log").write_text("first run")
+    given.seal()
+    again = LogFolder(tmp_path / "logs", "seg-cameras-bench", "--log-dir")
+    again.check()  # its own, unchanged: a later run may replace it
+    assert not again.path("one-node.log").exists()  # the earlier run's log was cleared
+
+
 def test_an_owned_file_the_user_edited_is_theirs(tmp_path: Path) -> None:
     owned = OwnedFolder(tmp_path / "report", "seg-bag-eval", "--out")
     owned.claim()
@@ -155,6 +177,8 @@ def _bad_outputs(tmp: Path) -> list[tuple[str, list[str], str]]:
     """(tool module, argv, the flag its one-line refusal names) for each output option."""
     (tmp / "a_file").write_text("not a folder")
     (tmp / "a_bag").mkdir()
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "one-node.log").write_text("a user's log")  # a node log's very name
     missing = str(tmp / "no_such_folder" / "x.json")
     data = ["--data-root", str(tmp)]
     quantize = ["--model", "fplnet", *data, "--output"]
@@ -167,6 +191,8 @@ def _bad_outputs(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("models", ["--no-time", "--json", str(tmp)], "--json"),
         ("node_bench", ["--json", missing], "--json"),
         ("cameras_bench", ["--json", missing], "--json"),
+        ("node_bench", ["--log-dir", str(tmp / "mine")], "--log-dir"),
+        ("cameras_bench", ["--log-dir", str(tmp / "mine")], "--log-dir"),
         ("dds_bench", ["--json", missing], "--json"),
         ("quantize", [*quantize, str(tmp / "no" / "q.xml")], "--output"),
         ("quantize", [*quantize, str(tmp / "q.xml"), "--json", missing], "--json"),
@@ -174,7 +200,7 @@ def _bad_outputs(tmp: Path) -> list[tuple[str, list[str], str]]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(14))
 def test_every_output_path_is_refused_before_any_work(case, tmp_path, monkeypatch, capsys) -> None:
     """seg-bag-eval once evaluated a whole bag, then died on its --out; seg-eval likewise on a
     --json in a missing folder. Now each tool refuses a bad output path first: one line, exit 2,

@@ -304,8 +304,9 @@ def run_cameras_bench(args: str, tmp_path) -> list[dict]:
 
     weights = make_weights(tmp_path / "w.safetensors", "fplnet", "encoder")
     out = tmp_path / "cameras.json"
+    logs = tmp_path / "logs"  # a new folder: the tool writes only into one it may own
     code = cameras_bench.main(
-        [*args.split(), "--weights", str(weights), "--json", str(out), "--log-dir", str(tmp_path)]
+        [*args.split(), "--weights", str(weights), "--json", str(out), "--log-dir", str(logs)]
     )
     assert code == 0
     return json.loads(out.read_text())["results"]
@@ -320,9 +321,9 @@ def test_cameras_bench_compares_batched_and_unbatched_in_one_run(tmp_path, capsy
     for r in results:
         assert all(c["answered"] > 0 for c in r["cameras"].values()), r
     assert "one-node-unbatched" in capsys.readouterr().out
-    batched = (tmp_path / "one-node.log").read_text()
+    batched = (tmp_path / "logs" / "one-node.log").read_text()
     assert "batching: up to 2 frames, waiting at most 50 ms" in batched, batched[-2000:]
-    unbatched = (tmp_path / "one-node-unbatched.log").read_text()
+    unbatched = (tmp_path / "logs" / "one-node-unbatched.log").read_text()
     assert "batching: off: max_batch 1" in unbatched, unbatched[-2000:]
 
 
@@ -335,5 +336,5 @@ def test_cameras_bench_runs_the_cameras_frames_in_flight(tmp_path) -> None:
     args += " --threads 2 --layouts one-node-throughput"
     (result,) = run_cameras_bench(args, tmp_path)
     assert all(c["answered"] > 0 for c in result["cameras"].values()), result
-    log = (tmp_path / "one-node-throughput.log").read_text()
+    log = (tmp_path / "logs" / "one-node-throughput.log").read_text()
     assert "throughput: up to" in log and "frames in flight" in log, log[-2000:]

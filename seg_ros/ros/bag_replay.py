@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -182,7 +183,8 @@ def replay(
         namespace = "/" + namespace
     name = options.node_name
     stats = ReplayStats(namespace=namespace, node_name=name)
-    log_dir = options.log_dir or Path.cwd()
+    # Not the working folder: a replay must not leave, or overwrite, a user's node.log there.
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="seg_ros_replay_"))
     node = None
     if options.start_node:
         params = dict(options.node_params)

@@ -35,7 +35,7 @@ from seg_ros.tools.options import (
     node_params_from_args,
     parse_size,
 )
-from seg_ros.tools.output_paths import outputs_refused
+from seg_ros.tools.output_paths import LogFolder, OutputPathError, outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="one-node's batch_wait_ms (5)")
     p.add_argument("--timeout", type=float, default=180.0, help="node start-up timeout (s)")
     p.add_argument("--json", type=Path, help="also write the figures here")
-    p.add_argument("--log-dir", type=Path, default=Path("."), help="node logs (.)")
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        help="node logs: a new or empty folder, or one this tool wrote (default: a new "
+        "temporary folder, printed at the end)",
+    )
     return p.parse_args(argv)
 
 
@@ -157,11 +162,11 @@ def _start_nodes(
         if layout == "one-node-throughput":  # frames in flight instead of batches
             batching["inference_mode"] = "throughput"
         command = node_command("seg", namespace, {**params, **batching, "cameras": names})
-        return [NodeProcess(command, args.log_dir / f"{layout}.log", env=env)]
+        return [NodeProcess(command, args.logs.path(f"{layout}.log"), env=env)]
     return [
         NodeProcess(
             node_command("seg", f"{namespace}/{name}", params),
-            args.log_dir / f"{layout}_{name}.log",
+            args.logs.path(f"{layout}_{name}.log"),
             env=env,
         )
         for name in names
@@ -210,10 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if outputs_refused("seg-cameras-bench", {"--json": args.json}):
         return 2
+    args.logs = LogFolder(args.log_dir, "seg-cameras-bench", "--log-dir")
+    try:
+        args.logs.check()
+    except OutputPathError as e:
+        print(f"seg-cameras-bench: {e}", file=sys.stderr)
+        return 2
     if args.cameras < 1 or args.rate <= 0 or args.seconds <= 0:
         print("seg-cameras-bench: --cameras, --rate, --seconds must be positive", file=sys.stderr)
         return 2
-    results = [run_layout(layout, args) for layout in args.layouts]
+    try:
+        results = [run_layout(layout, args) for layout in args.layouts]
+    finally:
+        args.logs.seal()
     h, w = args.frame_size
     print(
         f"{args.cameras} cameras, {w}x{h} at {args.rate:g} Hz each, {args.seconds:g} s timed, "
@@ -233,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p99_ms'] or 0:.1f}",
         )
         print("{:<18} {:>5} {:>8} {:<32} {:>6} {:>7} {:>7}".format(*row))
+    print(f"node logs: {args.logs.folder}")
     if args.json:
-        figures = {"args": {**vars(args), "size": [h, w]}, "results": results}
+        settings = {k: v for k, v in vars(args).items() if k != "logs"}
+        figures = {"args": {**settings, "size": [h, w]}, "results": results}
         args.json.write_text(json.dumps(figures, indent=1, default=str) + "\n")
     return 0
 

@@ -35,7 +35,7 @@ from seg_ros.tools.options import (
     frame_size,
     node_params_from_args,
 )
-from seg_ros.tools.output_paths import outputs_refused
+from seg_ros.tools.output_paths import LogFolder, OutputPathError, outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--timeout", type=float, default=180.0, help="node start-up limit (s)")
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        help="node logs: a new or empty folder, or one this tool wrote (default: a new "
+        "temporary folder, printed at the end)",
+    )
     args = p.parse_args(argv)
     args.height, args.width = frame_size(args)
     return args
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
     from seg_ros.ros.parameters import NodeSettings
 
     torch.set_num_threads(args.threads)
-    node = NodeRunner(args, Path("out") / "node_bench_node.log")
+    node = NodeRunner(args, args.logs.path("node_bench_node.log"))
     try:
         if args.cpu is not None:
             # This thread only (the client's threads started above stay free): the bare
@@ -244,7 +250,7 @@ def stream_mode(args: argparse.Namespace, mode: str, frames: list[np.ndarray]) -
         )
     in_flight = pipeline.describe_in_flight()
     del pipeline  # the node gets the cores
-    node = NodeRunner(args, Path("out") / f"node_bench_{mode}.log", mode)
+    node = NodeRunner(args, args.logs.path(f"node_bench_{mode}.log"), mode)
     try:
         for frame in frames[: args.warmup]:
             node(frame)
@@ -305,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if outputs_refused("seg-node-bench", {"--json": args.json}):
         return 2
+    args.logs = LogFolder(args.log_dir, "seg-node-bench", "--log-dir")
+    try:
+        args.logs.check()
+    except OutputPathError as e:
+        print(f"seg-node-bench: {e}", file=sys.stderr)
+        return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     from seg_ros.ros.dds_tuning import apply_fastdds_profile
@@ -318,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         f"node_bench: {args.frames} frames {args.width}x{args.height} (+{args.warmup} warm-up), "
         f"{args.threads} torch thread(s), blocks of {args.block} alternating node / bare"
     )
-    out = run(args, frames)
+    try:
+        out = run(args, frames)
+    finally:
+        args.logs.seal()
     bare, node = out["bare"], out["node"]
     overhead = (node["mean_ms"] - bare["mean_ms"]) / bare["mean_ms"] * 100
     fps_loss = (bare["fps"] - node["fps"]) / bare["fps"] * 100
@@ -338,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print("node stages p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     if "stream" in out:
         print_stream(out["stream"])
+    print(f"node logs: {args.logs.folder}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

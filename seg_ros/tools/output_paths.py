@@ -11,6 +11,7 @@ before any work.
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from seg_ros.inference.artifacts import file_digest
@@ -142,3 +143,37 @@ def outputs_refused(
         print(f"{prog}: {e}", file=sys.stderr)
         return True
     return False
+
+
+class LogFolder:
+    """Where a benchmark's child nodes write their logs: a new temporary folder by default (a
+    benchmark run from a user's working folder must not leave, or overwrite, files there), or
+    the folder given with ``flag``, owned as ``OwnedFolder`` owns one."""
+
+    def __init__(self, folder: Path | str | None, tool: str, flag: str) -> None:
+        self.tool = tool
+        self._owned = OwnedFolder(folder, tool, flag) if folder is not None else None
+        self.folder: Path | None = self._owned.folder if self._owned else None
+        self._claimed = False
+
+    def check(self) -> None:
+        """OutputPathError for a given folder this tool may not write into; touches nothing."""
+        if self._owned is not None:
+            self._owned.check()
+
+    def path(self, name: str) -> Path:
+        """The path for log ``name``, listed as this tool's before the node writes it."""
+        if self._owned is None:
+            if self.folder is None:
+                self.folder = Path(tempfile.mkdtemp(prefix=f"{self.tool}_"))
+            return self.folder / name
+        if not self._claimed:
+            self._owned.claim()  # this run's logs replace this tool's earlier ones, only those
+            self._claimed = True
+        self._owned.reserve(name)
+        return self._owned.folder / name
+
+    def seal(self) -> None:
+        """Record the logs' digests (a given folder), once the nodes have stopped."""
+        if self._claimed and self._owned is not None:
+            self._owned.seal()
