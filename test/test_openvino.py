@@ -312,6 +312,23 @@ def test_a_frame_that_fails_in_flight_is_handed_back_with_its_error(weights: Pat
     pipeline.wait_idle()
     assert [e for _, e in landed[1:]] == [None, None, None]
 
+    # A pipeline swapped out (a model switch) takes its runs' threads with it.
+    import gc
+    import threading
+    import time
+
+    def pool_threads() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("seg_ros-onnxrun")]
+
+    assert len(pool_threads()) == 2
+    landed.clear()  # the error's traceback holds the run's frame, and the backend with it
+    del pipeline
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while pool_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool_threads() == []
+
 
 @pytest.mark.parametrize(
     ("overrides", "reason"),
