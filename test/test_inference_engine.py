@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from weights_helpers import PIPELINE_SIZE, pipeline_weights
@@ -103,6 +104,28 @@ def _tensorrt_reason() -> str | None:
     if not torch.cuda.is_available():
         return "no CUDA GPU"
     return None
+
+
+@pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))
+def test_tensorrt_frames_in_flight_give_the_one_at_a_time_labels(tmp_path) -> None:
+    """Throughput mode: two execution contexts on two CUDA streams, each frame with its own
+    input; the labels are those of one frame at a time."""
+    weights = str(pipeline_weights(tmp_path / "fplnet.safetensors"))
+    one = Pipeline(model="fplnet", weights=weights, backend="tensorrt", device="cuda")
+    many = Pipeline(
+        model="fplnet", weights=weights, backend="tensorrt", device="cuda",
+        inference_mode="throughput",
+    )  # fmt: skip
+    assert many.in_flight == 2, many.describe_in_flight()
+    images = [synthetic_scene(80, 120, seed=i) for i in range(6)]
+    staged = [many.prepare(image) for image in images]
+    errors: list = []
+    for frame in staged:
+        many.infer_async(frame, None, lambda f, e: errors.append(e))
+    many.wait_idle()
+    assert errors == [None] * len(images)
+    for frame, image in zip(staged, images):
+        np.testing.assert_array_equal(many.finish(frame).labels, one(image).labels)
 
 
 @pytest.mark.skipif(_tensorrt_reason() is not None, reason=str(_tensorrt_reason()))

@@ -18,8 +18,8 @@ OPENVINO_ONLY_DEVICES = r"gpu(\.\d+)?|npu"
 OUTPUT_RESOLUTIONS = ("input", "network")
 COMPILE_MODES = ("off", "inductor", "inductor-freezing")
 # latency: one frame in the network at a time, all threads on it; throughput: as many frames
-# in flight as the runtime gains from (OpenVINO streams, onnxruntime runs on the CPU), each on
-# fewer threads.
+# in flight as the runtime gains from (OpenVINO streams, onnxruntime runs on the CPU, TensorRT
+# contexts), each on fewer threads.
 INFERENCE_MODES = ("latency", "throughput")
 COLOR_ORDERS = ("rgb", "bgr")
 # Every network here pads to its output stride internally; sizes this small are certainly a

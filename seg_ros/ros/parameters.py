@@ -216,9 +216,9 @@ SPECS: tuple[ParamSpec, ...] = (
         "inference_mode",
         "latency: one frame in the network at a time, every thread on it (the lowest latency "
         "per frame); throughput: as many frames in flight as the runtime gains from (OpenVINO "
-        "streams, onnxruntime on the CPU one per thread; the others run one at a time and "
-        "diagnostics say so), the most frames a second. Outputs leave in the order the frames "
-        "came either way.",
+        "streams, onnxruntime on the CPU one per thread, TensorRT two contexts; the others run "
+        "one at a time and diagnostics say so), the most frames a second. Outputs leave in "
+        "the order the frames came either way.",
         choices=INFERENCE_MODES,
         rebuilds=True,
     ),

@@ -4,7 +4,8 @@
 
 One line per check, then a summary: FPLNet fp32 and fp16 engines built and run with labels
 compared to PyTorch fp32; DESANet with TensorRT's plugins (from 10.1; refused by name below);
-inference from a second thread (the node's worker); a stale engine (sidecar of another
+inference from a second thread (the node's worker); frames in flight (throughput mode: two
+contexts on two streams) giving the one-at-a-time labels; a stale engine (sidecar of another
 TensorRT version) refused with the reason. Exits 0 when every check passed, 1 otherwise, 2
 when there is no CUDA/TensorRT here.
 """
@@ -134,6 +135,39 @@ def _second_thread(ctx: Context) -> str:
     return f"labels {out['labels'].shape} from a thread other than the builder's"
 
 
+def _in_flight(ctx: Context) -> str:
+    import numpy as np
+
+    from seg_ros.inference import Pipeline
+    from seg_ros.inference.parity import synthetic_scene
+
+    options = {"model": "fplnet", "backend": "tensorrt", "device": ctx.args.device,
+               "input_size": ctx.args.input_size}  # fmt: skip
+    one, many = Pipeline(**options), Pipeline(**options, inference_mode="throughput")
+    if many.in_flight < 2:
+        raise AssertionError(f"throughput mode runs {many.describe_in_flight()}")
+    images = [synthetic_scene(*ctx.args.input_size, seed=i) for i in range(8)]
+    staged = [many.prepare(image) for image in images]
+    landed: list[Any] = []
+    lock = threading.Lock()
+
+    def done(frame: Any, error: BaseException | None) -> None:
+        with lock:
+            landed.append(error)
+
+    start = time.perf_counter()
+    for frame in staged:
+        many.infer_async(frame, None, done)
+    many.wait_idle()
+    seconds = time.perf_counter() - start
+    if len(landed) != len(images) or any(e is not None for e in landed):
+        raise AssertionError(f"{len(landed)} of {len(images)} landed, errors {landed}")
+    for frame, image in zip(staged, images):
+        if not np.array_equal(many.finish(frame).labels, one(image).labels):
+            raise AssertionError("a frame in flight has other labels than one at a time")
+    return f"{many.describe_in_flight()}; 8 frames in {seconds * 1e3:.0f} ms, labels equal"
+
+
 def _stale(ctx: Context) -> str:
     from seg_ros.inference import Pipeline
     from seg_ros.inference.errors import EngineMismatchError
@@ -159,6 +193,7 @@ CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("fplnet fp16 engine", lambda ctx: _engine(ctx, "fp16")),
     ("desanet engine (DeformConv plugin)", _desanet),
     ("inference from a second thread", _second_thread),
+    ("frames in flight (throughput mode)", _in_flight),
     ("stale engine refused", _stale),
 ]
 

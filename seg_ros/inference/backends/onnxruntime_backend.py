@@ -13,15 +13,14 @@ run (FPLNet at 360x480 on a 2-core Xeon: 17.2 against 14.2 frames a second).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
+from seg_ros.inference.backends.in_flight import InFlight
 from seg_ros.inference.config import cuda_index
 from seg_ros.inference.errors import BackendUnavailableError, ConfigError, PipelineError
 from seg_ros.inference.postprocess import argmax_nchw
@@ -133,13 +132,11 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._scale, self._bias = normalisation_constants(mean, std)
-        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: InFlight | None = None
         if slots > 1:
             self.in_flight = slots
-            self._pool = ThreadPoolExecutor(slots, thread_name_prefix="seg_ros-onnxruntime")
-            self._room = threading.BoundedSemaphore(slots)
-            self._running = 0
-            self._idle = threading.Condition()
+            # one session, run from ``slots`` threads: its weights are shared, not copied
+            self._in_flight = InFlight([None] * slots, self._run_slot, "seg_ros-onnxruntime")
             self.notes["onnxruntime_runs"] = f"{slots} at once, one thread each"
 
     def _slots(self, mode: str, device: str, threads: int | None) -> int:
@@ -165,47 +162,23 @@ class OnnxRuntimeBackend(Backend):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
+    def _run_slot(self, _slot: None, batch: np.ndarray) -> np.ndarray:
+        return self.infer(batch)
+
     def start(
         self,
         batch: np.ndarray,
         done: Callable[[Any], None],
         failed: Callable[[BaseException], None] | None = None,
     ) -> None:
-        if self._pool is None:
+        if self._in_flight is None:
             super().start(batch, done, failed)
-            return
-        self._room.acquire()  # waits while every slot holds a frame
-        with self._idle:
-            self._running += 1
-        try:
-            self._pool.submit(self._run, batch, done, failed)
-        except BaseException:
-            self._landed()
-            raise
-
-    def _run(self, batch: np.ndarray, done: Any, failed: Any) -> None:
-        try:
-            try:
-                logits = self.infer(batch)
-            except Exception as e:  # handed to the frame it belongs to, not lost in the pool
-                if failed is None:
-                    raise
-                failed(e)
-                return
-            done(logits)
-        finally:
-            self._landed()
-
-    def _landed(self) -> None:
-        with self._idle:
-            self._running -= 1
-            self._idle.notify_all()
-        self._room.release()
+        else:
+            self._in_flight.start(batch, done, failed)
 
     def wait_idle(self) -> None:
-        if self._pool is not None:
-            with self._idle:
-                self._idle.wait_for(lambda: self._running == 0)
+        if self._in_flight is not None:
+            self._in_flight.wait_idle()
 
     def labels(self, logits: np.ndarray) -> np.ndarray:
         return argmax_nchw(logits)

@@ -4,17 +4,24 @@ saved engine with ``execute_async_v3``.
 Buffers are torch CUDA tensors (no pycuda): the input is normalised on the GPU, the engine
 writes logits into a preallocated tensor, and argmax runs there too, so only the uint8 label
 map crosses back to the host. Works the same on desktop GPUs and Jetson.
+
+Throughput mode keeps two frames in flight: two more execution contexts of the one engine, each
+with its own CUDA stream and buffers, so one frame's copies, argmax and host work overlap the
+other's network (the engine's weights are shared; each context adds its activations).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seg_ros.inference.backends.base import Backend, BuildContext, EngineInfo
+from seg_ros.inference.backends.in_flight import InFlight
 from seg_ros.inference.backends.torch_backend import (
     argmax_labels,
     normalisation_tensors,
@@ -34,6 +41,16 @@ from seg_ros.inference.tensorrt_engine import (
 log = logging.getLogger("seg_ros.inference")
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64"}
+IN_FLIGHT = 2  # contexts in throughput mode: a copy/argmax stage overlapping one network run
+
+
+@dataclass
+class Slot:
+    """One execution context with its CUDA stream and its own input and output buffers."""
+
+    context: Any
+    stream: Any  # torch.cuda.Stream
+    buffers: dict[str, Any]
 
 
 class TensorRTBackend(Backend):
@@ -78,7 +95,9 @@ class TensorRTBackend(Backend):
                     device_index=index,
                     metadata=meta.to_strings(),
                 )
-        return cls(engine, meta.mean, meta.std, c.device, c.precision, ctx.input_size)
+        return cls(
+            engine, meta.mean, meta.std, c.device, c.precision, ctx.input_size, c.inference_mode
+        )
 
     @classmethod
     def read_engine(cls, path: Path) -> EngineInfo:
@@ -93,6 +112,7 @@ class TensorRTBackend(Backend):
         device: str = "cuda",
         precision: str = "fp32",
         input_size: tuple[int, int] | None = None,
+        inference_mode: str = "latency",
     ) -> None:
         import torch
 
@@ -122,25 +142,22 @@ class TensorRTBackend(Backend):
         self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise PipelineError(f"TensorRT could not deserialize {engine_path} (corrupt file?)")
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream(self.torch_device)
-        self.buffers: dict[str, Any] = {}
-        shape = (1, 3, *info.input_size)
+        self._engine_path = engine_path
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                if self.context.set_input_shape(name, shape) is False:
-                    raise PipelineError(
-                        f"{engine_path} does not accept input shape {shape} (its profile)"
-                    )
                 self.input_name = name
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
-            dims = tuple(self.context.get_tensor_shape(name))
-            self.buffers[name] = torch.empty(dims, dtype=dtype, device=self.torch_device)
-            self.context.set_tensor_address(name, self.buffers[name].data_ptr())
+        self.slot = self._slot()  # infer's own: a frame in flight never shares it
+        self.buffers = self.slot.buffers
         self.output_name = next(n for n in self.buffers if n != self.input_name)
+        self._in_flight: InFlight | None = None
+        if inference_mode == "throughput":
+            slots = [self._slot() for _ in range(IN_FLIGHT)]
+            self._in_flight = InFlight(slots, self._run_slot, "seg_ros-tensorrt")
+            self.in_flight = IN_FLIGHT
+            self.notes["tensorrt_contexts"] = (
+                f"{IN_FLIGHT} for frames in flight, 1 for single calls"
+            )
         self._scale, self._bias = normalisation_tensors(mean, std, self.torch_device)
         self.notes.update(
             {
@@ -150,6 +167,30 @@ class TensorRTBackend(Backend):
             }
         )
 
+    def _slot(self) -> Slot:
+        """A new execution context of the engine, with its stream and buffers."""
+        import torch
+
+        context = self.engine.create_execution_context()
+        if context is None:
+            raise PipelineError(
+                f"TensorRT could not create an execution context for {self._engine_path} "
+                "(out of GPU memory?)"
+            )
+        shape = (1, 3, *self.info.input_size)
+        if context.set_input_shape(self.input_name, shape) is False:
+            raise PipelineError(
+                f"{self._engine_path} does not accept input shape {shape} (its profile)"
+            )
+        buffers: dict[str, Any] = {}
+        for i in range(self.engine.num_io_tensors):
+            name = self.engine.get_tensor_name(i)
+            dtype = getattr(torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
+            dims = tuple(context.get_tensor_shape(name))
+            buffers[name] = torch.empty(dims, dtype=dtype, device=self.torch_device)
+            context.set_tensor_address(name, buffers[name].data_ptr())
+        return Slot(context, torch.cuda.Stream(self.torch_device), buffers)
+
     def prepare(self, image: np.ndarray) -> Any:
         import torch
 
@@ -157,29 +198,44 @@ class TensorRTBackend(Backend):
             image = image.copy()
         x = torch.from_numpy(image).to(self.torch_device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
-        # Written straight into the engine's input buffer (contiguous NCHW, the engine's dtype).
+        # One frame at a time: written straight into the engine's input buffer (contiguous
+        # NCHW, the engine's dtype). In flight: a tensor of its own, copied into its slot's.
         buffer = self.buffers[self.input_name]
-        out = buffer if buffer.dtype == x.dtype else x.new_empty(buffer.shape)
+        same = buffer.dtype == x.dtype and self._in_flight is None
+        out = buffer if same else x.new_empty(buffer.shape)
         return torch.addcmul(self._bias, x, self._scale, out=out)
 
     def infer(self, batch: Any) -> Any:
+        return self._run_slot(self.slot, batch)
+
+    def _run_slot(self, slot: Slot, batch: Any) -> Any:
         import torch
 
         # The current CUDA device is per thread; the node infers on a thread of its own.
         with torch.cuda.device(self.torch_device):
-            return self._infer(batch)
+            target = slot.buffers[self.input_name]
+            if batch.data_ptr() != target.data_ptr():
+                target.copy_(batch)
+            torch.cuda.current_stream(self.torch_device).synchronize()
+            if not slot.context.execute_async_v3(slot.stream.cuda_stream):
+                raise PipelineError("TensorRT execute_async_v3 failed (see its log)")
+            slot.stream.synchronize()
+            return slot.buffers[self.output_name]
 
-    def _infer(self, batch: Any) -> Any:
-        import torch
+    def start(
+        self,
+        batch: Any,
+        done: Callable[[Any], None],
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if self._in_flight is None:
+            super().start(batch, done, failed)
+        else:
+            self._in_flight.start(batch, done, failed)
 
-        target = self.buffers[self.input_name]
-        if batch.data_ptr() != target.data_ptr():
-            target.copy_(batch)
-        torch.cuda.current_stream(self.torch_device).synchronize()
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise PipelineError("TensorRT execute_async_v3 failed (see its log)")
-        self.stream.synchronize()
-        return self.buffers[self.output_name]
+    def wait_idle(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.wait_idle()
 
     def labels(self, logits: Any) -> np.ndarray:
         return argmax_labels(logits)
