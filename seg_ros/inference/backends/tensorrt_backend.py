@@ -151,7 +151,15 @@ class TensorRTBackend(Backend):
         self.buffers = self.slot.buffers
         self.output_name = next(n for n in self.buffers if n != self.input_name)
         self._in_flight: InFlight | None = None
-        if inference_mode == "throughput":
+        # Contexts of an engine with dynamic shapes may not share its one optimisation profile
+        # at once; seg_ros' own exports are fixed-size, a user's ONNX may not be.
+        dynamic = -1 in tuple(self.engine.get_tensor_shape(self.input_name))
+        if inference_mode == "throughput" and dynamic:
+            self.in_flight_note = (
+                "this engine has dynamic input shapes and one optimisation profile, which two "
+                "contexts may not share: one frame at a time (export the ONNX at a fixed size)"
+            )
+        elif inference_mode == "throughput":
             slots = [self._slot() for _ in range(IN_FLIGHT)]
             self._in_flight = InFlight(slots, self._run_slot, "seg_ros-tensorrt")
             self.in_flight = IN_FLIGHT
