@@ -35,7 +35,7 @@ from seg_ros.tools.options import (
     node_params_from_args,
     parse_size,
 )
-from seg_ros.tools.output_paths import LogFolder, OutputPathError, outputs_refused
+from seg_ros.tools.output_paths import LogFolder, outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -213,13 +213,8 @@ def _stream_and_time(cameras: list[Camera], nodes: list[Any], args: argparse.Nam
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if outputs_refused("seg-cameras-bench", {"--json": args.json}):
-        return 2
     args.logs = LogFolder(args.log_dir, "seg-cameras-bench", "--log-dir")
-    try:
-        args.logs.check()
-    except OutputPathError as e:
-        print(f"seg-cameras-bench: {e}", file=sys.stderr)
+    if outputs_refused("seg-cameras-bench", {"--json": args.json}, logs=args.logs):
         return 2
     if args.cameras < 1 or args.rate <= 0 or args.seconds <= 0:
         print("seg-cameras-bench: --cameras, --rate, --seconds must be positive", file=sys.stderr)

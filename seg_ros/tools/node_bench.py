@@ -35,7 +35,7 @@ from seg_ros.tools.options import (
     frame_size,
     node_params_from_args,
 )
-from seg_ros.tools.output_paths import LogFolder, OutputPathError, outputs_refused
+from seg_ros.tools.output_paths import LogFolder, outputs_refused
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -309,13 +309,8 @@ def print_stream(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if outputs_refused("seg-node-bench", {"--json": args.json}):
-        return 2
     args.logs = LogFolder(args.log_dir, "seg-node-bench", "--log-dir")
-    try:
-        args.logs.check()
-    except OutputPathError as e:
-        print(f"seg-node-bench: {e}", file=sys.stderr)
+    if outputs_refused("seg-node-bench", {"--json": args.json}, logs=args.logs):
         return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))

@@ -129,16 +129,21 @@ def check_new_path(path: Path | str | None, flag: str) -> None:
 
 
 def outputs_refused(
-    prog: str, files: dict[str, Path | str | None], new: dict[str, Path | str | None] | None = None
+    prog: str,
+    files: dict[str, Path | str | None],
+    new: dict[str, Path | str | None] | None = None,
+    logs: LogFolder | None = None,
 ) -> bool:
-    """For a tool's main(): check its output files (flag -> path) and its outputs that must not
-    exist yet (``new``); on the first bad one print one line naming it and return True (the
-    tool then exits 2, before any work)."""
+    """For a tool's main(): check its output files (flag -> path), its outputs that must not
+    exist yet (``new``) and its log folder; on the first bad one print one line naming it and
+    return True (the tool then exits 2, before any work)."""
     try:
         for flag, path in files.items():
             check_output_file(path, flag)
         for flag, path in (new or {}).items():
             check_new_path(path, flag)
+        if logs is not None:
+            logs.check()
     except OutputPathError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return True

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from seg_ros.inference.backends.in_flight import Done, Failed, InFlight
 from seg_ros.inference.errors import ConfigError
 
 
@@ -105,21 +106,25 @@ class Backend(ABC):
             raise ValueError(f"{self.name} runs one frame at a time, not {len(batches)}")
         return [self.infer(batches[0])]
 
-    def start(
-        self,
-        batch: Any,
-        done: Callable[[Any], None],
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        """Run the network on ``batch`` and call ``done(logits)`` with the logits, which are
-        valid only inside the call. Here: at once, on the caller's thread, and a failure is
-        raised. Backends with ``in_flight > 1`` return at once and call ``done`` from the
-        runtime's thread, or ``failed(error)`` when the network failed there, waiting first
-        only while ``in_flight`` frames are in the network already."""
-        done(self.infer(batch))
+    # The slots of a backend whose call blocks, where it keeps frames in flight (onnxruntime,
+    # TensorRT); OpenVINO overrides start and wait_idle with its own request queue.
+    _in_flight: InFlight | None = None
 
-    def wait_idle(self) -> None:  # noqa: B027 (``start`` above finishes before it returns)
-        """Return once every frame ``start`` was given has called its ``done``."""
+    def start(self, batch: Any, done: Done, failed: Failed | None = None) -> None:
+        """Run the network on ``batch`` and call ``done(logits)`` with the logits, which are
+        valid only inside the call. One frame at a time: at once, on the caller's thread, and
+        a failure is raised. With ``in_flight > 1`` it returns at once and calls ``done`` from
+        the runtime's thread, or ``failed(error)`` when the network failed there, waiting
+        first only while ``in_flight`` frames are in the network already."""
+        if self._in_flight is None:
+            done(self.infer(batch))
+        else:
+            self._in_flight.start(batch, done, failed)
+
+    def wait_idle(self) -> None:
+        """Return once every frame ``start`` was given has called its ``done``/``failed``."""
+        if self._in_flight is not None:
+            self._in_flight.wait_idle()
 
     @abstractmethod
     def labels(self, logits: Any) -> np.ndarray:

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+Done = Callable[[Any], None]  # called with the frame's output, valid only inside the call
+Failed = Callable[[BaseException], None]  # called with what stopped the frame's network
+
 
 class InFlight:
     """``start(batch, done, failed)`` for ``len(slots)`` frames at once; ``run(slot, batch)``
@@ -30,12 +33,7 @@ class InFlight:
         self._running = 0
         self._idle = threading.Condition()
 
-    def start(
-        self,
-        batch: Any,
-        done: Callable[[Any], None],
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
+    def start(self, batch: Any, done: Done, failed: Failed | None = None) -> None:
         """Wait for a free slot, then run ``batch`` on a worker: ``done(output)`` (the output
         is the slot's own, valid inside the call) or ``failed(error)``."""
         slot = self._free.get()

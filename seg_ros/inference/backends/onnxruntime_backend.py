@@ -13,7 +13,6 @@ run (FPLNet at 360x480 on a 2-core Xeon: 17.2 against 14.2 frames a second).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +131,6 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._scale, self._bias = normalisation_constants(mean, std)
-        self._in_flight: InFlight | None = None
         if slots > 1:
             self.in_flight = slots
             # one session, run from ``slots`` threads: its weights are shared, not copied
@@ -164,21 +162,6 @@ class OnnxRuntimeBackend(Backend):
 
     def _run_slot(self, _slot: None, batch: np.ndarray) -> np.ndarray:
         return self.infer(batch)
-
-    def start(
-        self,
-        batch: np.ndarray,
-        done: Callable[[Any], None],
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        if self._in_flight is None:
-            super().start(batch, done, failed)
-        else:
-            self._in_flight.start(batch, done, failed)
-
-    def wait_idle(self) -> None:
-        if self._in_flight is not None:
-            self._in_flight.wait_idle()
 
     def labels(self, logits: np.ndarray) -> np.ndarray:
         return argmax_nchw(logits)

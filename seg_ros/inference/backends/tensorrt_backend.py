@@ -13,7 +13,6 @@ other's network (the engine's weights are shared; each context adds its activati
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,6 @@ class TensorRTBackend(Backend):
         self.slot = self._slot()  # infer's own: a frame in flight never shares it
         self.buffers = self.slot.buffers
         self.output_name = next(n for n in self.buffers if n != self.input_name)
-        self._in_flight: InFlight | None = None
         # Contexts of an engine with dynamic shapes may not share its one optimisation profile
         # at once; seg_ros' own exports are fixed-size, a user's ONNX may not be.
         dynamic = -1 in tuple(self.engine.get_tensor_shape(self.input_name))
@@ -229,21 +227,6 @@ class TensorRTBackend(Backend):
                 raise PipelineError("TensorRT execute_async_v3 failed (see its log)")
             slot.stream.synchronize()
             return slot.buffers[self.output_name]
-
-    def start(
-        self,
-        batch: Any,
-        done: Callable[[Any], None],
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        if self._in_flight is None:
-            super().start(batch, done, failed)
-        else:
-            self._in_flight.start(batch, done, failed)
-
-    def wait_idle(self) -> None:
-        if self._in_flight is not None:
-            self._in_flight.wait_idle()
 
     def labels(self, logits: Any) -> np.ndarray:
         return argmax_labels(logits)
