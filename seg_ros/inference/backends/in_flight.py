@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable  # typing's: aliases evaluated at import, on Python 3.8 too
 
 Done = Callable[[Any], None]  # called with the frame's output, valid only inside the call
 Failed = Callable[[BaseException], None]  # called with what stopped the frame's network
