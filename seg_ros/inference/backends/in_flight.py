@@ -23,12 +23,11 @@ class InFlight:
     is the runtime's blocking call (it releases the GIL while the network runs)."""
 
     def __init__(self, slots: list[Any], run: Callable[[Any, Any], Any], name: str) -> None:
-        self.size = len(slots)
         self._run_one = run
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for slot in slots:
             self._free.put(slot)
-        self._pool = ThreadPoolExecutor(self.size, thread_name_prefix=name)
+        self._pool = ThreadPoolExecutor(len(slots), thread_name_prefix=name)
         self._running = 0
         self._idle = threading.Condition()
 

@@ -147,8 +147,7 @@ class TensorRTBackend(Backend):
             if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self.input_name = name
         self.slot = self._slot()  # infer's own: a frame in flight never shares it
-        self.buffers = self.slot.buffers
-        self.output_name = next(n for n in self.buffers if n != self.input_name)
+        self.output_name = next(n for n in self.slot.buffers if n != self.input_name)
         # Contexts of an engine with dynamic shapes may not share its one optimisation profile
         # at once; seg_ros' own exports are fixed-size, a user's ONNX may not be.
         dynamic = -1 in tuple(self.engine.get_tensor_shape(self.input_name))
@@ -206,7 +205,7 @@ class TensorRTBackend(Backend):
         x = x.permute(2, 0, 1).unsqueeze(0).float()
         # One frame at a time: written straight into the engine's input buffer (contiguous
         # NCHW, the engine's dtype). In flight: a tensor of its own, copied into its slot's.
-        buffer = self.buffers[self.input_name]
+        buffer = self.slot.buffers[self.input_name]
         same = buffer.dtype == x.dtype and self._in_flight is None
         out = buffer if same else x.new_empty(buffer.shape)
         return torch.addcmul(self._bias, x, self._scale, out=out)
