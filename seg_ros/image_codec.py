@@ -24,9 +24,10 @@ class ImageCodecError(ValueError):
 
 @dataclass(frozen=True)
 class _Layout:
-    channels: int
+    channels: int  # values stored per pixel (2 for packed YUV 4:2:2)
     dtype: np.dtype
     color_order: str  # "rgb" | "bgr" | "mono"; order of the first three channels
+    to_rgb: str = ""  # the cv2.cvtColor code that makes RGB of the stored values, if needed
 
 
 _U8 = np.dtype(np.uint8)
@@ -45,8 +46,30 @@ ENCODINGS: dict[str, _Layout] = {
     "16UC1": _Layout(1, _U16, "mono"),
 }
 
-# 16-bit mono is scaled over the full 16-bit range, as cv_bridge's mono16 -> mono8 does, so a
-# frame's brightness never depends on the content of the frame before it.
+# What cameras publish raw and cv_bridge converts: decoded to RGB here, never encoded. OpenCV's
+# Bayer names count from the second row, hence RGGB -> BayerBG (cv_bridge's mapping; the 4.x
+# names, since OpenCV's own RGGB spellings are newer than a Jetson's OpenCV). yuv422 is UYVY and
+# yuv422_yuy2 is YUYV (sensor_msgs/image_encodings.hpp); uyvy/yuyv are the newer names.
+_BAYER = {"rggb": "BG", "bggr": "RG", "gbrg": "GR", "grbg": "GB"}
+CONVERTED: dict[str, _Layout] = {
+    **{
+        f"bayer_{pattern}{bits}": _Layout(1, dtype, "rgb", f"COLOR_Bayer{cv}2RGB")
+        for pattern, cv in _BAYER.items()
+        for bits, dtype in (("8", _U8), ("16", _U16))
+    },
+    "yuv422": _Layout(2, _U8, "rgb", "COLOR_YUV2RGB_UYVY"),
+    "uyvy": _Layout(2, _U8, "rgb", "COLOR_YUV2RGB_UYVY"),
+    "yuv422_yuy2": _Layout(2, _U8, "rgb", "COLOR_YUV2RGB_YUYV"),
+    "yuyv": _Layout(2, _U8, "rgb", "COLOR_YUV2RGB_YUYV"),
+    "rgb16": _Layout(3, _U16, "rgb"),
+    "bgr16": _Layout(3, _U16, "bgr"),
+    "rgba16": _Layout(4, _U16, "rgb"),
+    "bgra16": _Layout(4, _U16, "bgr"),
+}
+_DECODABLE = {**ENCODINGS, **CONVERTED}
+
+# 16-bit images are scaled over the full 16-bit range, as cv_bridge's mono16 -> mono8 does, so
+# a frame's brightness never depends on the content of the frame before it.
 _MONO16_SCALE = 255.0 / 65535.0
 
 
@@ -76,7 +99,8 @@ class DecodedImage:
 
 
 def supported_encodings() -> list[str]:
-    return list(ENCODINGS)
+    """Every encoding ``decode_image`` reads (``encode_image`` writes those in ENCODINGS)."""
+    return list(_DECODABLE)
 
 
 def _as_bytes(data: Any) -> np.ndarray:
@@ -95,15 +119,24 @@ def decode_image(
     """sensor_msgs/Image fields -> image for the pipeline; raises ImageCodecError.
 
     Padded rows (``step`` larger than a row) are handled without copying; alpha is dropped;
-    16-bit mono is scaled to 8 bits over the full range.
+    16-bit images are scaled to 8 bits over the full range; Bayer mosaics are demosaiced and
+    YUV 4:2:2 converted to RGB (OpenCV, as cv_bridge does).
     """
-    layout = ENCODINGS.get(encoding)
+    layout = _DECODABLE.get(encoding)
     if layout is None:
         raise ImageCodecError(
-            f"unsupported encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+            f"unsupported encoding {encoding!r}; supported: {', '.join(_DECODABLE)}"
         )
     if height <= 0 or width <= 0:
         raise ImageCodecError(f"zero-size image ({width}x{height})")
+    if layout.channels == 2 and width % 2:
+        raise ImageCodecError(
+            f"a {encoding} image needs an even width (two pixels share their colour), got {width}"
+        )
+    if encoding.startswith("bayer_") and (height < 2 or width < 2):
+        raise ImageCodecError(
+            f"a {encoding} mosaic needs at least 2x2 pixels, got {width}x{height}"
+        )
     row_bytes = width * layout.channels * layout.dtype.itemsize
     if step < row_bytes:
         raise ImageCodecError(
@@ -129,9 +162,13 @@ def decode_image(
         order = ">" if is_bigendian else "<"
         # A view when rows are unpadded; padded rows need a copy to be reinterpreted.
         rows = rows if rows.flags.c_contiguous else np.ascontiguousarray(rows)
-        wide = rows.view(layout.dtype.newbyteorder(order)).reshape(height, width)
-        scaled = wide.astype(np.float32) * _MONO16_SCALE
-        return DecodedImage(np.rint(scaled).astype(np.uint8), "mono")
+        wide = rows.view(layout.dtype.newbyteorder(order)).reshape(height, width, layout.channels)
+        pixels = np.rint(wide.astype(np.float32) * _MONO16_SCALE).astype(np.uint8)
+    if layout.to_rgb:
+        import cv2
+
+        stored = pixels[:, :, 0] if layout.channels == 1 else pixels
+        return DecodedImage(cv2.cvtColor(stored, getattr(cv2, layout.to_rgb)), "rgb")
     if layout.channels == 1:
         return DecodedImage(pixels[:, :, 0], "mono")
     if layout.channels == 4:

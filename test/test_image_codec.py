@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from camera_images import mosaic, yuv422
 
 from seg_ros.image_codec import (
     ImageCodecError,
@@ -16,6 +17,7 @@ from seg_ros.image_codec import (
     decode_image_msg,
     encode_compressed,
     encode_image,
+    supported_encodings,
 )
 
 RNG = np.random.default_rng(0)
@@ -86,8 +88,10 @@ def test_mono16_is_scaled_over_the_full_range(encoding: str, bigendian: bool, pa
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        (dict(encoding="yuv422"), "unsupported encoding 'yuv422'"),
-        (dict(encoding="32FC1"), "unsupported encoding"),
+        (dict(encoding="32FC1"), "unsupported encoding '32FC1'; supported: rgb8, .*, yuv422"),
+        (dict(encoding="nv21"), "unsupported encoding 'nv21'"),
+        (dict(encoding="yuv422", width=5, step=10, data=bytes(60)), "needs an even width"),
+        (dict(encoding="bayer_rggb8", height=1, step=5, data=bytes(5)), "at least 2x2"),
         (dict(height=0), "zero-size image"),
         (dict(width=0, step=0), "zero-size image"),
         (dict(step=10), "step 10 is smaller than a rgb8 row of width 5"),
@@ -99,8 +103,72 @@ def test_mono16_is_scaled_over_the_full_range(encoding: str, bigendian: bool, pa
 def test_bad_images_say_what_is_wrong(fields: dict, message: str) -> None:
     msg = dict(height=6, width=5, encoding="rgb8", step=15, data=bytes(90))
     msg.update(fields)
-    with pytest.raises(ImageCodecError, match=message.replace("(", r"\(")):
+    with pytest.raises(ImageCodecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         decode_image(**msg)
+
+
+# A smooth picture (demosaicing and 4:2:2 chroma interpolate between neighbours) whose red and
+# blue run in different directions, so a swapped mosaic or chroma order cannot pass.
+_Y, _X = np.mgrid[0:24, 0:32]
+SMOOTH = np.dstack([40 + 6 * _X, 90 + 3 * (_X + _Y), 200 - 6 * _Y]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("pad", [0, 4])
+def test_bayer_mosaics_are_demosaiced_to_rgb(pattern: str, bits: int, pad: int) -> None:
+    raw = mosaic(SMOOTH, pattern)
+    if bits == 16:
+        raw = raw.astype("<u2") * 257  # scales back to exactly the 8-bit values
+    rows = raw.view(np.uint8).reshape(raw.shape[0], -1)
+    rows = np.concatenate([rows, np.full((rows.shape[0], pad), 255, np.uint8)], axis=1)
+    h, w = SMOOTH.shape[:2]
+    decoded = decode_image(h, w, f"bayer_{pattern}{bits}", rows.shape[1], rows.tobytes())
+    assert decoded.color_order == "rgb" and decoded.array.shape == SMOOTH.shape
+    inner = (slice(2, -2), slice(2, -2))  # demosaicing guesses at the border
+    error = np.abs(decoded.array[inner].astype(int) - SMOOTH[inner]).max(axis=(0, 1))
+    assert (error <= 4).all(), f"largest error per channel {error}"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "order"),
+    [("yuv422", "uyvy"), ("uyvy", "uyvy"), ("yuv422_yuy2", "yuyv"), ("yuyv", "yuyv")],
+)
+def test_yuv422_is_converted_to_rgb(encoding: str, order: str) -> None:
+    h, w = SMOOTH.shape[:2]
+    packed = yuv422(SMOOTH, order)
+    decoded = decode_image(h, w, encoding, w * 2, packed.tobytes())
+    assert decoded.color_order == "rgb" and decoded.array.shape == SMOOTH.shape
+    error = np.abs(decoded.array.astype(int) - SMOOTH).mean(axis=(0, 1))
+    assert (error <= 4).all(), f"mean error per channel {error}"
+    other = "yuyv" if order == "uyvy" else "uyvy"  # the other byte order is another picture
+    wrong = decode_image(h, w, other, w * 2, packed.tobytes()).array
+    assert np.abs(wrong.astype(int) - SMOOTH).mean() > 20
+
+
+@pytest.mark.parametrize(
+    ("encoding", "make", "order"),
+    [
+        ("rgb16", lambda a: a, "rgb"),
+        ("bgr16", lambda a: a[:, :, ::-1], "bgr"),
+        ("rgba16", lambda a: np.dstack([a, np.full(a.shape[:2], 65535, a.dtype)]), "rgb"),
+        ("bgra16", lambda a: np.dstack([a[:, :, ::-1], np.zeros(a.shape[:2], a.dtype)]), "bgr"),
+    ],
+)
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_16_bit_colour_is_scaled_like_mono16(encoding, make, order, bigendian) -> None:
+    wide = make(RGB.astype(np.uint16) * 257).astype(">u2" if bigendian else "<u2")
+    h, w = RGB.shape[:2]
+    rows = np.ascontiguousarray(wide).view(np.uint8).reshape(h, -1)
+    decoded = decode_image(h, w, encoding, rows.shape[1], rows.tobytes(), int(bigendian))
+    assert decoded.color_order == order
+    np.testing.assert_array_equal(decoded.rgb(), RGB)
+
+
+def test_converted_encodings_are_read_not_written() -> None:
+    assert {"bayer_rggb8", "yuv422", "rgb16", "mono16"} <= set(supported_encodings())
+    with pytest.raises(ImageCodecError, match="unsupported encoding 'bayer_rggb8'"):
+        encode_image(np.zeros((4, 4), np.uint8), "bayer_rggb8")
 
 
 def test_odd_step_for_16_bit_is_refused() -> None:

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from camera_images import mosaic, yuv422
 from ros_fixtures import (
     NodeUnderTest,
     Streamer,
@@ -156,6 +157,30 @@ def test_every_input_encoding_gives_the_same_labels(node) -> None:
         np.testing.assert_array_equal(labels[encoding], labels["mono8"], err_msg=encoding)
 
 
+@pytest.mark.parametrize(
+    ("encoding", "make"),
+    [
+        ("bayer_rggb8", lambda rgb: mosaic(rgb, "rggb")),
+        ("bayer_gbrg16", lambda rgb: mosaic(rgb, "gbrg").astype("<u2") * 257),
+        ("yuv422", lambda rgb: yuv422(rgb, "uyvy")),
+        ("yuv422_yuy2", lambda rgb: yuv422(rgb, "yuyv")),
+    ],
+)
+def test_raw_camera_encodings_are_served(node, encoding, make) -> None:
+    """A Bayer or YUV camera's frames are segmented as the RGB picture they decode to."""
+    from seg_ros.image_codec import decode_image
+
+    raw = make(scene(H, W, seed=5))
+    rows = np.ascontiguousarray(raw).view(np.uint8).reshape(H, -1)
+    msg = raw_image(H, W, encoding, rows.shape[1], rows.tobytes(), f"raw_{encoding}")
+    out = node.roundtrip(msg)
+    check_outputs(out, msg.header, H, W)
+    rgb = decode_image(H, W, encoding, rows.shape[1], rows.tobytes()).array
+    assert np.abs(rgb.astype(int) - scene(H, W, seed=5)).mean() < 12  # the picture, not noise
+    same = node.roundtrip(image_msg(rgb, "rgb8", f"rgb_of_{encoding}"))
+    np.testing.assert_array_equal(to_array(out["labels"]), to_array(same["labels"]))
+
+
 def test_padded_rows_are_read_correctly(node) -> None:
     rgb = scene(H, W, seed=4)
     plain = node.roundtrip(image_msg(rgb, "rgb8", "pad_plain"))
@@ -166,7 +191,7 @@ def test_padded_rows_are_read_correctly(node) -> None:
 
 
 BAD_INPUTS = [
-    ("unknown_encoding", lambda: raw_image(H, W, "yuv422", W * 2, bytes(H * W * 2), "bad_enc")),
+    ("unknown_encoding", lambda: raw_image(H, W, "32FC1", W * 4, bytes(H * W * 4), "bad_enc")),
     ("step_mismatch", lambda: raw_image(H, W, "rgb8", W, bytes(H * W), "bad_step")),
     ("truncated", lambda: raw_image(H, W, "rgb8", W * 3, bytes(H * W * 3 - 10), "bad_trunc")),
     ("oversized", lambda: raw_image(H, W, "mono8", W, bytes(H * W + 10), "bad_over")),
@@ -193,7 +218,7 @@ def test_bad_inputs_are_counted_and_the_node_keeps_serving(node) -> None:
             for m in c.snapshot()
         ), kind
     log = node.process.log()
-    assert "bad input" in log and "unsupported encoding 'yuv422'" in log
+    assert "bad input" in log and "unsupported encoding '32FC1'" in log
 
 
 def test_compressed_input(node) -> None:
