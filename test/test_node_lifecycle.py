@@ -4,6 +4,8 @@ that starts with a bad model and recovers when its parameter is fixed."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -129,3 +131,41 @@ def test_invalid_startup_parameter_stops_the_node_with_the_reason(
     assert process.process.returncode == 2
     assert words in process.log()
     assert "Traceback" not in process.log()
+
+
+# A node whose timer does what Ctrl-C's signal handler does (shut the context down) and then
+# what the input-QoS re-check does (a graph query), or fails while the context is up.
+_SPIN_PROBE = """
+import sys, rclpy
+from rclpy.executors import SingleThreadedExecutor
+from seg_ros.ros.node.cli import spin
+
+rclpy.init()
+node = rclpy.create_node("seg_spin_probe")
+
+def tick():
+    if sys.argv[1] == "shutdown":
+        rclpy.shutdown()
+        node.get_publishers_info_by_topic("/image")  # raises: the context is gone
+    raise ValueError("a real failure")
+
+node.create_timer(0.05, tick)
+executor = SingleThreadedExecutor()
+executor.add_node(node)
+spin(executor)
+print("spin returned")
+"""
+
+
+@pytest.mark.parametrize(("case", "code"), [("shutdown", 0), ("failure", 1)])
+def test_a_callback_cut_short_by_ctrl_c_is_a_clean_exit(case: str, code: int) -> None:
+    """Ctrl-C under a callback (seen in CI: the input-QoS re-check's graph query raised
+    RCLError "context is invalid", and the node exited 1 with a traceback) is a clean stop;
+    an exception while the context is up still ends the node with its traceback."""
+    command = [sys.executable, "-c", _SPIN_PROBE, case]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == code, done.stdout + done.stderr
+    if case == "shutdown":
+        assert "spin returned" in done.stdout and "Traceback" not in done.stderr, done.stderr
+    else:
+        assert "ValueError: a real failure" in done.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 
 from seg_ros.ros.dds_tuning import apply_fastdds_profile
 from seg_ros.ros.parameters import SPECS, ros_value
@@ -53,6 +53,22 @@ def _wants_help(argv: list[str]) -> bool:
     return False
 
 
+def spin(executor: Executor) -> None:
+    """``executor.spin()`` until the context shuts down.
+
+    Ctrl-C shuts the context down from a signal handler, under whatever callback is running
+    (the input-QoS re-check's graph query, a parameter service's reply): what that callback
+    raises then is the node stopping, not failing, and must not end it with a traceback and
+    exit code 1. While the context is up, an exception is a real failure and propagates."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if executor.context.ok():
+            raise
+
+
 def main(args: list[str] | None = None) -> int:
     if _wants_help(sys.argv[1:] if args is None else args):
         print(usage())
@@ -74,7 +90,7 @@ def main(args: list[str] | None = None) -> int:
             )
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except rclpy.exceptions.InvalidParameterValueException as e:
