@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from camera_images import mosaic
 
 pytest.importorskip("rosbags", reason="rosbags is not installed (pip install 'seg_ros[bag]')")
 
@@ -155,6 +156,27 @@ def test_labels_must_be_mono8(tmp_path: Path) -> None:
         m = next(bag.messages(["/labels"]))
         with pytest.raises(BagError, match="mono8 class ids"):
             decode_label(m)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_a_raw_bayer_recording_decodes_to_its_picture(tmp_path: Path, storage: str) -> None:
+    """A machine-vision camera's image_raw as rosbag2 records it (bayer_rggb8, written by
+    rosbags, not by seg_ros' encoder) is read as the RGB picture it mosaics."""
+    rgb, _ = scene(np.random.default_rng(2), (48, 64), CAMVID.num_classes, CAMVID.palette)
+    raw = mosaic(rgb, "rggb")
+    path = tmp_path / "bayer"
+    with BagWriter(path, storage) as bag:
+        bag.add_topic("/cam/image_raw", IMAGE)
+        msg = bag.store.types[IMAGE](
+            header=bag.header(5, "cam"), height=48, width=64, encoding="bayer_rggb8",
+            is_bigendian=0, step=64, data=raw.reshape(-1),
+        )  # fmt: skip
+        bag.write("/cam/image_raw", 5, msg)
+    with BagReader(path) as bag:
+        decoded = decode_frame(next(bag.messages(["/cam/image_raw"])))
+    assert decoded.color_order == "rgb" and decoded.array.shape == rgb.shape
+    inner = (slice(2, -2), slice(2, -2))
+    assert np.abs(decoded.array[inner].astype(int) - rgb[inner]).mean() < 12
 
 
 def test_writer_never_overwrites_and_leaves_no_half_bag(tmp_path: Path) -> None:
