@@ -170,13 +170,14 @@ def test_raw_camera_encodings_are_served(node, encoding, make) -> None:
     """A Bayer or YUV camera's frames are segmented as the RGB picture they decode to."""
     from seg_ros.image_codec import decode_image
 
-    raw = make(scene(H, W, seed=5))
+    picture = scene(H, W, seed=5)
+    raw = make(picture)
     rows = np.ascontiguousarray(raw).view(np.uint8).reshape(H, -1)
     msg = raw_image(H, W, encoding, rows.shape[1], rows.tobytes(), f"raw_{encoding}")
     out = node.roundtrip(msg)
     check_outputs(out, msg.header, H, W)
     rgb = decode_image(H, W, encoding, rows.shape[1], rows.tobytes()).array
-    assert np.abs(rgb.astype(int) - scene(H, W, seed=5)).mean() < 12  # the picture, not noise
+    assert np.abs(rgb.astype(int) - picture).mean() < 12  # the picture, not noise
     same = node.roundtrip(image_msg(rgb, "rgb8", f"rgb_of_{encoding}"))
     np.testing.assert_array_equal(to_array(out["labels"]), to_array(same["labels"]))
 

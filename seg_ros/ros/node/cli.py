@@ -59,12 +59,11 @@ def spin(executor: Executor) -> None:
     Ctrl-C shuts the context down from a signal handler, under whatever callback is running
     (the input-QoS re-check's graph query, a parameter service's reply): what that callback
     raises then is the node stopping, not failing, and must not end it with a traceback and
-    exit code 1. While the context is up, an exception is a real failure and propagates."""
+    exit code 1. While the context is up, an exception is a real failure and propagates.
+    (KeyboardInterrupt is not an Exception: it reaches ``main``, as during start-up.)"""
     try:
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
+    except Exception:  # ExternalShutdownException included: the context is down then too
         if executor.context.ok():
             raise
 
