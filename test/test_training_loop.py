@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from training_helpers import tiny_recipe
 
+from seg_ros.tools.train import main as train_main
 from seg_ros.training.config import TrainConfig
+from seg_ros.training.resume_point import RESUME_POINT, ResumePointError, write_resume_point
 from seg_ros.training.synthetic import write_camvid
 from seg_ros.training.trainer import BEST, CHECKPOINT, Trainer
 from seg_ros.weights import load_model
@@ -97,6 +101,71 @@ def test_resume_after_a_kill_continues_where_it_stopped(
     assert second.history[1]["loss"] == pytest.approx(unbroken.history[1]["loss"], rel=1e-5)
     for name, value in unbroken.model.state_dict().items():
         torch.testing.assert_close(second.model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_resume_point_carries_a_run_onto_a_replaced_machine(
+    camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tiny_config(camvid_root, tmp_path / "old_machine")
+    first = Trainer(config, device="cpu")
+    train_epoch = Trainer.train_epoch
+
+    def dies_in_epoch_two(self: Trainer) -> float:
+        if self.epoch == 1:
+            raise KilledError
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_two)
+    with pytest.raises(KilledError):
+        first.fit()
+    monkeypatch.undo()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(camvid_root, tmp_path / "old_machine")))
+    no_run = ["--output", str(tmp_path / "no_run"), "--write-resume-point"]
+    assert train_main([str(recipe), *no_run]) == 2  # no last.pt there: nothing to write
+    assert train_main([str(recipe), "--write-resume-point"]) == 0
+    point = tmp_path / "old_machine" / RESUME_POINT
+    # fp16 weights: half of the fp32 weights that last.pt holds beside SGD's momentum
+    weights_bytes = sum(t.numel() * 4 for t in first.model.state_dict().values())
+    assert point.stat().st_size < 0.6 * weights_bytes
+
+    new_machine = tmp_path / "new_machine"
+    new_machine.mkdir()
+    shutil.copy(point, new_machine / RESUME_POINT)  # all that survived: no last.pt
+    second = Trainer(tiny_config(camvid_root, new_machine), device="cpu")
+    started_from: list[dict[str, torch.Tensor]] = []
+
+    def records_its_start(self: Trainer) -> float:
+        started_from.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", records_its_start)
+    second.fit()
+    assert len(started_from) == 1  # resumed at epoch 1 of 2, not restarted
+    assert second.step == 8 and second.history[0] == first.history[0]
+    for name, value in first.model.state_dict().items():  # epoch 1's weights, fp16-rounded
+        torch.testing.assert_close(started_from[0][name], value, rtol=1e-3, atol=1e-4)
+    assert (new_machine / CHECKPOINT).is_file()  # from here on it resumes as usual
+
+
+def test_a_resume_point_never_replaces_another_file_and_a_damaged_one_is_named(
+    camvid_root: Path, tmp_path: Path
+) -> None:
+    Trainer(tiny_config(camvid_root, tmp_path, epochs=1), device="cpu").fit()
+    theirs = tmp_path / "notes.safetensors"
+    theirs.write_text("a user's file")
+    with pytest.raises(ResumePointError, match="not a seg_ros resume point; not replacing"):
+        write_resume_point(tmp_path / CHECKPOINT, theirs)
+    assert theirs.read_text() == "a user's file"
+
+    point = tmp_path / RESUME_POINT
+    write_resume_point(tmp_path / CHECKPOINT, point)
+    write_resume_point(tmp_path / CHECKPOINT, point)  # its own file: replaced
+    data = point.read_bytes()
+    point.write_bytes(data[: len(data) // 2])
+    (tmp_path / CHECKPOINT).unlink()
+    with pytest.raises(ResumePointError, match=r"resume_point\.safetensors: corrupt or truncated"):
+        Trainer(tiny_config(camvid_root, tmp_path, epochs=2), device="cpu").fit()
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(camvid_root: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 seg-train fplnet_camvid --data-root ../shared/data/camvid --output runs/fplnet
 seg-train fplnet_camvid_encoder --set dataset=folder --data-root my_data --output runs/mine
 torchrun --nproc-per-node 4 -m seg_ros.tools.train rgpnet_cityscapes --device cuda
+seg-train rgpnet_camvid --output runs/rgpnet --write-resume-point
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from seg_ros.tools.options import HelpFormatter
 
@@ -31,6 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="override any recipe key, e.g. --set batch_size=4 --set loss.main=[ohem_ce]",
+    )
+    p.add_argument(
+        "--write-resume-point",
+        action="store_true",
+        help="write the run folder's resume_point.safetensors from its last.pt (fp16 weights "
+        "and progress, no optimizer state: small enough to keep where last.pt is not) and exit; "
+        "a run whose folder has it but no last.pt resumes from it",
     )
     return p.parse_args(argv)
 
@@ -57,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = getattr(args, key)
     try:
         config = TrainConfig.from_yaml(resolve_recipe(args.recipe), overrides)
+        if args.write_resume_point:
+            return _write_resume_point(Path(config.output))
         trainer = Trainer(config, args.device, "seg-train " + shlex.join(argv or sys.argv[1:]))
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"seg-train: {e}", file=sys.stderr)
@@ -72,6 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"best val mIoU {result['best_miou']:.4f}; weights: {result['output']}/best.safetensors"
         )
+    return 0
+
+
+def _write_resume_point(output: Path) -> int:
+    from seg_ros.training.resume_point import RESUME_POINT, write_resume_point
+    from seg_ros.training.trainer import CHECKPOINT
+
+    if not (output / CHECKPOINT).is_file():
+        print(f"seg-train: {output / CHECKPOINT} not found: nothing to resume", file=sys.stderr)
+        return 2
+    size = write_resume_point(output / CHECKPOINT, output / RESUME_POINT)
+    print(f"{output / RESUME_POINT}: {size / 1e6:.1f} MB")
     return 0
 
 

@@ -32,6 +32,7 @@ from seg_ros.training.config import TrainConfig
 from seg_ros.training.datasets import SegmentationDataset, build_dataset
 from seg_ros.training.evaluate import evaluate, normalise
 from seg_ros.training.losses import SoftTargetCrossEntropy, build_loss, enet_class_weights
+from seg_ros.training.resume_point import RESUME_POINT, read_resume_point
 from seg_ros.training.schedules import poly_lr
 from seg_ros.training.teacher import DistillationSet, TeacherTargets
 from seg_ros.training.transforms import TrainTransform
@@ -322,10 +323,15 @@ class Trainer:
 
     def resume(self) -> bool:
         path = self.output / CHECKPOINT
-        if not path.is_file():
+        if path.is_file():
+            # weights_only: a checkpoint is data, never code.
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        elif (self.output / RESUME_POINT).is_file():
+            # A replaced machine kept only the committed resume point: fp16 weights, no momentum.
+            path = self.output / RESUME_POINT
+            state = read_resume_point(path)
+        else:
             return False
-        # weights_only: a checkpoint is data, never code.
-        state = torch.load(path, map_location=self.device, weights_only=True)
         saved = json.loads(state["config"])
         theirs = (
             saved["model"],
@@ -339,8 +345,11 @@ class Trainer:
                 "use another --output or delete it"
             )
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+        else:
+            self.log(f"{path.name}: weights rounded to fp16, SGD momentum starts again from zero")
         self.epoch = state["epoch"]
         self.step = state["step"]
         self.best_miou = state["best_miou"]
