@@ -31,7 +31,7 @@ class ResumePointError(ValueError):
 
 def _half(tensor: torch.Tensor) -> torch.Tensor:
     # A tensor fp16 cannot hold (a BatchNorm variance past 65504) keeps its precision.
-    if tensor.is_floating_point() and bool(tensor.abs().max() <= _FP16_MAX):
+    if tensor.is_floating_point() and bool((tensor.abs() <= _FP16_MAX).all()):
         return tensor.half()
     return tensor
 
