@@ -11,10 +11,11 @@ import yaml
 from training_helpers import tiny_recipe
 
 from seg_ros.tools.train import main as train_main
+from seg_ros.training import trainer as trainer_module
 from seg_ros.training.config import TrainConfig
 from seg_ros.training.resume_point import RESUME_POINT, ResumePointError, write_resume_point
 from seg_ros.training.synthetic import write_camvid
-from seg_ros.training.trainer import BEST, CHECKPOINT, Trainer
+from seg_ros.training.trainer import BEST, CHECKPOINT, Trainer, autocast_dtype
 from seg_ros.weights import load_model
 
 CHECKPOINT_KEYS = {
@@ -201,3 +202,21 @@ def test_yaml_off_means_amp_off() -> None:
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="unknown loss option"):
         TrainConfig.from_dict({"loss": {"mian": ["ce"]}})
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu avx2 avx512f avx512_vnni", None),  # bf16 emulated: slower than fp32
+        ("fpu avx2 avx512f avx512_bf16", torch.bfloat16),  # Zen 4, Cooper Lake
+        ("fpu avx512f amx_bf16 amx_tile", torch.bfloat16),  # Sapphire Rapids
+    ],
+)
+def test_amp_auto_picks_bf16_where_the_cpu_has_bf16_instructions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: str, expected: torch.dtype | None
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(trainer_module, "CPUINFO", cpuinfo)
+    assert autocast_dtype("auto", torch.device("cpu")) is expected
+    assert autocast_dtype("off", torch.device("cpu")) is None
