@@ -67,6 +67,23 @@ class KilledError(Exception):
     pass
 
 
+def killed_in_epoch_two(config: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> Trainer:
+    """A run whose process dies after epoch 1's checkpoint."""
+    trainer = Trainer(config, device="cpu")
+    train_epoch = Trainer.train_epoch
+
+    def dies_in_epoch_two(self: Trainer) -> float:
+        if self.epoch == 1:
+            raise KilledError
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_two)
+    with pytest.raises(KilledError):
+        trainer.fit()
+    monkeypatch.undo()
+    return trainer
+
+
 def test_resume_after_a_kill_continues_where_it_stopped(
     camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -74,18 +91,8 @@ def test_resume_after_a_kill_continues_where_it_stopped(
     unbroken.fit()
 
     config = tiny_config(camvid_root, tmp_path / "killed")
-    first = Trainer(config, device="cpu")
+    first = killed_in_epoch_two(config, monkeypatch)
     train_epoch = Trainer.train_epoch
-
-    def dies_in_epoch_two(self: Trainer) -> float:
-        if self.epoch == 1:
-            raise KilledError  # the process dies after epoch 1's checkpoint
-        return train_epoch(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_two)
-    with pytest.raises(KilledError):
-        first.fit()
-    monkeypatch.undo()
     state = torch.load(tmp_path / "killed" / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["step"] == 4
 
@@ -107,19 +114,8 @@ def test_resume_after_a_kill_continues_where_it_stopped(
 def test_a_resume_point_carries_a_run_onto_a_replaced_machine(
     camvid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = tiny_config(camvid_root, tmp_path / "old_machine")
-    first = Trainer(config, device="cpu")
+    first = killed_in_epoch_two(tiny_config(camvid_root, tmp_path / "old_machine"), monkeypatch)
     train_epoch = Trainer.train_epoch
-
-    def dies_in_epoch_two(self: Trainer) -> float:
-        if self.epoch == 1:
-            raise KilledError
-        return train_epoch(self)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_two)
-    with pytest.raises(KilledError):
-        first.fit()
-    monkeypatch.undo()
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(camvid_root, tmp_path / "old_machine")))
     no_run = ["--output", str(tmp_path / "no_run"), "--write-resume-point"]
