@@ -17,6 +17,7 @@ from seg_ros.training.losses import (
     border_mask,
     build_loss,
     enet_class_weights,
+    present_labels,
 )
 
 
@@ -75,6 +76,24 @@ def test_label_relaxation_finds_borders() -> None:
     void = torch.zeros(1, 8, 8, dtype=torch.long)
     void[:, :, 4:] = 255
     assert not border_mask(void, 3, kernel=5).any()
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 3), (1, 9, 7), (2, 24, 31)])
+def test_label_windows_are_a_max_pool_of_the_one_hot_map(shape: tuple, kernel: int) -> None:
+    # The definition, written the slow way: one-hot (ignored pixels all zero), then a stride-1
+    # max-pool whose padding never wins. Sparse labels make most windows depend on the edge.
+    torch.manual_seed(kernel)
+    target = torch.full(shape, 255)
+    some = torch.rand(shape) < 0.15
+    target[some] = torch.randint(0, 4, shape)[some]
+    target[0, 0, 0] = 3  # a label in the corner, and one past num_classes=3 (not a class)
+    target[-1, -1, -1] = 2
+    valid = target < 3
+    onehot = torch.nn.functional.one_hot(torch.where(valid, target, 0), 3).float()
+    onehot = (onehot * valid.unsqueeze(-1)).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.max_pool2d(onehot, kernel, 1, kernel // 2) > 0
+    assert torch.equal(present_labels(target, 3, kernel), expected)
 
 
 def test_label_relaxation_by_hand() -> None:
