@@ -3,7 +3,7 @@
 seg-train fplnet_camvid --data-root ../shared/data/camvid --output runs/fplnet
 seg-train fplnet_camvid_encoder --set dataset=folder --data-root my_data --output runs/mine
 torchrun --nproc-per-node 4 -m seg_ros.tools.train rgpnet_cityscapes --device cuda
-seg-train rgpnet_camvid --output runs/rgpnet --write-resume-point
+seg-train rgpnet_camvid --output runs/rgpnet --write-resume-point int8
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--write-resume-point",
-        action="store_true",
-        help="write the run folder's resume_point.safetensors from its last.pt (fp16 weights "
-        "and progress, no optimizer state: small enough to keep where last.pt is not) and exit; "
-        "a run whose folder has it but no last.pt resumes from it",
+        nargs="?",
+        const="fp16",
+        choices=("fp16", "int8"),
+        help="write the run folder's resume_point.safetensors from its last.pt (weights and "
+        "progress, no optimizer state: small enough to keep where last.pt is not) and exit; "
+        "fp16 weights (default), or int8 per output channel at half that size; a run whose "
+        "folder has it but no last.pt resumes from it",
     )
     return p.parse_args(argv)
 
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig.from_yaml(resolve_recipe(args.recipe), overrides)
         if args.write_resume_point:
-            return _write_resume_point(Path(config.output))
+            return _write_resume_point(Path(config.output), args.write_resume_point)
         trainer = Trainer(config, args.device, "seg-train " + shlex.join(argv or sys.argv[1:]))
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"seg-train: {e}", file=sys.stderr)
@@ -86,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _write_resume_point(output: Path) -> int:
+def _write_resume_point(output: Path, weights: str) -> int:
     from seg_ros.training.resume_point import RESUME_POINT, write_resume_point
     from seg_ros.training.trainer import CHECKPOINT
 
     if not (output / CHECKPOINT).is_file():
         print(f"seg-train: {output / CHECKPOINT} not found: nothing to resume", file=sys.stderr)
         return 2
-    size = write_resume_point(output / CHECKPOINT, output / RESUME_POINT)
+    size = write_resume_point(output / CHECKPOINT, output / RESUME_POINT, weights)
     print(f"{output / RESUME_POINT}: {size / 1e6:.1f} MB")
     return 0
 

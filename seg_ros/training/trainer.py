@@ -354,7 +354,10 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
         else:
-            self.log(f"{path.name}: weights rounded to fp16, SGD momentum starts again from zero")
+            self.log(
+                f"{path.name}: weights rounded to {state['weights']}, "
+                "SGD momentum starts again from zero"
+            )
         self.epoch = state["epoch"]
         self.step = state["step"]
         self.best_miou = state["best_miou"]
