@@ -151,7 +151,7 @@ def test_a_resume_point_carries_a_run_onto_a_replaced_machine(
     for name, value in first.model.state_dict().items():  # epoch 1's weights, rounded
         start = started_from[0][name]
         if weights == "int8" and value.dim() >= 2:
-            # within half a step of its output channel's int8 grid, and not bit-identical
+            # within half a step of its output channel's int8 grid
             step = value.reshape(len(value), -1).abs().amax(1) / 127
             error = (start - value).reshape(len(value), -1).abs().amax(1)
             assert (error <= step / 2 * 1.001 + 1e-12).all(), name
